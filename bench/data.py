@@ -1,0 +1,471 @@
+"""Datasets: a registry of the evaluation and training sets, verified fetching, mirrors, loaders.
+
+Every dataset has a real source (per-file URLs or an archive URL). Files are checked against a
+manifest committed in ``bench/manifests/NAME.tsv``: a file is accepted when its bytes match the
+upstream ``file_sha256`` *or* its decoded RGB pixels match ``pixel_sha256`` (so a lossless
+re-encoding in a mirror verifies as well as the original download). Archive datasets (CLIC, DIV2K)
+have no checksum we could know offline: the archive's sha256 is pinned into ``datasets.lock.tsv``
+on first download and verified on every later one (commit that file).
+
+A local mirror (``BENCH_DATA_MIRROR`` or the config key ``data_mirror``), laid out as
+``NAME/FILE``, is used instead of the network when it holds the file. This module imports no
+other part of the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from bench.utils import BenchError, atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+MANIFEST_DIR = Path(__file__).with_name("manifests")
+LOCK_FILE_ENV = "BENCH_DATASETS_LOCK"
+MIRROR_ENV = "BENCH_DATA_MIRROR"
+DEFAULT_LOCK_FILE = Path(__file__).resolve().parents[1] / "datasets.lock.tsv"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: where it comes from, how it is checked and how evaluation prepares it.
+
+    ``url_template`` (per-file download, ``{name}`` is a manifest file name) and ``archive_url``
+    (one zip holding the images) are exclusive; a dataset with neither exists only in mirrors.
+    ``eval_resize`` is the evaluation preprocessing: ``None`` keeps images as they are; an integer
+    S resizes the shorter side to S (bicubic, antialiased) and centre-crops S×S.
+    """
+
+    name: str
+    role: str  # "eval" or "train"
+    description: str
+    url_template: str | None = None
+    archive_url: str | None = None
+    has_manifest: bool = False
+    eval_resize: int | None = None
+    licence: str = ""
+
+    @property
+    def archive_name(self) -> str:
+        """File name of the archive (as served upstream and as expected in a mirror)."""
+        if self.archive_url is None:
+            raise BenchError(f"dataset {self.name!r} has no archive")
+        return self.archive_url.rsplit("/", 1)[-1]
+
+
+_CLIC = "https://data.vision.ee.ethz.ch/cvl/clic"
+_DIV2K = "http://data.vision.ee.ethz.ch/cvl/DIV2K"
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "kodak",
+            "eval",
+            "Kodak Lossless True Color suite: 24 RGB images, 768x512 and 512x768, evaluated as they are.",
+            url_template="https://r0k.us/graphics/kodak/kodak/{name}",
+            has_manifest=True,
+            licence="released by Kodak for unrestricted usage",
+        ),
+        DatasetSpec(
+            "clic2020-professional-valid",
+            "eval",
+            "CLIC 2020 professional validation set (41 PNGs), shorter side resized to 768, centre crop.",
+            archive_url=f"{_CLIC}/professional_valid_2020.zip",
+            eval_resize=768,
+            licence="Unsplash licence",
+        ),
+        DatasetSpec(
+            "clic2020-professional-test",
+            "eval",
+            "CLIC 2020 professional test set (428 PNGs), shorter side resized to 768, centre crop.",
+            archive_url=f"{_CLIC}/test/CLIC2020Professional_test.zip",
+            eval_resize=768,
+            licence="Unsplash licence",
+        ),
+        DatasetSpec(
+            "div2k-valid",
+            "eval",
+            "DIV2K validation HR (100 PNGs, 2K), shorter side resized to 768, centre crop.",
+            archive_url=f"{_DIV2K}/DIV2K_valid_HR.zip",
+            eval_resize=768,
+            licence="academic research only",
+        ),
+        DatasetSpec(
+            "div2k-train",
+            "train",
+            "DIV2K training HR (800 PNGs, 2K): the GPU training set.",
+            archive_url=f"{_DIV2K}/DIV2K_train_HR.zip",
+            licence="academic research only",
+        ),
+        DatasetSpec(
+            "clic2020-professional-train",
+            "train",
+            "CLIC 2020 professional training set (585 PNGs).",
+            archive_url=f"{_CLIC}/professional_train_2020.zip",
+            licence="Unsplash licence",
+        ),
+        DatasetSpec(
+            "wikiphotos",
+            "train",
+            "49 downsampled Wikimedia Commons photographs (~1.5 Mpixel) for CPU-scale training; "
+            "derived files, so only a mirror holds them (attribution: the mirror's README).",
+            has_manifest=True,
+            licence="Creative Commons, per file (see the mirror's README)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One image of a committed manifest."""
+
+    name: str
+    width: int
+    height: int
+    pixel_sha256: str
+    file_sha256: str | None
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The registered dataset ``name``, or a BenchError listing the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
+
+
+def read_manifest(name: str) -> list[ManifestEntry]:
+    """The committed manifest of a dataset, sorted by file name."""
+    path = MANIFEST_DIR / f"{name}.tsv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    entries = [
+        ManifestEntry(r["name"], int(r["width"]), int(r["height"]), r["pixel_sha256"], r.get("file_sha256") or None)
+        for r in rows
+    ]
+    return sorted(entries, key=lambda e: e.name)
+
+
+def pixel_sha256(path: Path) -> str:
+    """sha256 of the decoded image as RGB uint8, row-major HxWx3 (same for any lossless re-encoding)."""
+    return hashlib.sha256(load_rgb(path).tobytes()).hexdigest()
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an RGB uint8 HxWx3 array; a non-image file is a BenchError naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise BenchError(f"{path} is not a readable image ({err}); delete it and fetch the dataset again") from None
+
+
+def verify_file(path: Path, entry: ManifestEntry) -> None:
+    """Accept ``path`` if its bytes match the upstream file hash or its pixels match the manifest.
+
+    Raises a BenchError naming the file, both expectations and what to do.
+    """
+    if entry.file_sha256 is not None and sha256_file(path) == entry.file_sha256:
+        return
+    if pixel_sha256(path) == entry.pixel_sha256:
+        return
+    raise BenchError(
+        f"checksum mismatch for {path}: neither its bytes (expected sha256 {entry.file_sha256}) nor its "
+        f"RGB pixels (expected {entry.pixel_sha256}) match the manifest; the file is corrupt or a "
+        f"different image: delete it and run `python -m bench datasets fetch` again"
+    )
+
+
+def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
+    """The mirror folder: the ``BENCH_DATA_MIRROR`` env var, else the given config value, else None."""
+    value = os.environ.get(MIRROR_ENV) or mirror
+    return Path(value) if value else None
+
+
+def _download(url: str, dest: Path) -> None:
+    """Download ``url`` to ``dest`` with a progress bar, resuming a ``.part`` file when one exists."""
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if offset and response.status != 206:  # server ignored the range: start over
+                offset = 0
+            total = int(response.headers.get("Content-Length", 0)) + offset
+            with open(part, "ab" if offset else "wb") as out, tqdm(
+                total=total or None, initial=offset, unit="B", unit_scale=True, desc=dest.name
+            ) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError) as err:
+        raise BenchError(
+            f"could not download {url} ({err}); with no internet, put the file in a mirror folder "
+            f"(NAME/FILE) and set {MIRROR_ENV}"
+        ) from None
+    os.replace(part, dest)
+
+
+def _materialise(source: Path | None, url: str | None, dest: Path, what: str) -> None:
+    """Copy ``source`` from a mirror (when it exists) or download ``url`` into ``dest`` atomically."""
+    if source is not None and source.is_file():
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+        return
+    if url is None:
+        raise BenchError(
+            f"{what} is only available from a mirror and none holds it; set {MIRROR_ENV} to a folder "
+            f"containing {dest.parent.name}/{dest.name}"
+        )
+    _download(url, dest)
+
+
+def _fetch_manifest_dataset(spec: DatasetSpec, target: Path, mirror: Path | None) -> list[Path]:
+    """Fetch each manifest file, skipping files already valid; every file is verified before use."""
+    paths = []
+    for entry in tqdm(read_manifest(spec.name), desc=f"fetch {spec.name}", unit="img"):
+        dest = target / entry.name
+        if dest.exists():
+            try:
+                verify_file(dest, entry)
+                paths.append(dest)
+                continue
+            except BenchError:
+                log.warning("%s is invalid; fetching it again", dest)
+                dest.unlink()
+        source = mirror / spec.name / entry.name if mirror else None
+        url = spec.url_template.format(name=entry.name) if spec.url_template else None
+        _materialise(source, url, dest, f"{spec.name}/{entry.name}")
+        try:
+            verify_file(dest, entry)
+        except BenchError:
+            dest.unlink()
+            raise
+        paths.append(dest)
+    return paths
+
+
+def lock_file() -> Path:
+    """Where archive checksums are pinned (``BENCH_DATASETS_LOCK`` or ``datasets.lock.tsv`` in the checkout)."""
+    return Path(os.environ.get(LOCK_FILE_ENV, DEFAULT_LOCK_FILE))
+
+
+def read_lock() -> dict[str, str]:
+    """Pinned archive checksums: archive file name → sha256."""
+    path = lock_file()
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {r["archive"]: r["sha256"] for r in csv.DictReader(f, delimiter="\t")}
+
+
+def _pin_archive(archive: str, digest: str) -> None:
+    """Record a first-seen archive checksum in the lock file (atomically) and say so loudly."""
+    pins = read_lock() | {archive: digest}
+    with atomic_path(lock_file()) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["archive", "sha256"])
+        writer.writerows(sorted(pins.items()))
+    log.warning("pinned sha256 %s for %s in %s on first download: commit that file", digest, archive, lock_file())
+
+
+def _verify_archive(path: Path) -> None:
+    """Check an archive against its pinned checksum, pinning it when none is known yet."""
+    digest = sha256_file(path)
+    pinned = read_lock().get(path.name)
+    if pinned is None:
+        _pin_archive(path.name, digest)
+    elif pinned != digest:
+        raise BenchError(
+            f"checksum mismatch for {path}: sha256 {digest}, but {lock_file()} pins {pinned}; delete the "
+            f"archive and fetch again (or, if upstream really changed it, remove its line from the lock file)"
+        )
+
+
+def _fetch_archive_dataset(spec: DatasetSpec, target: Path, mirror: Path | None) -> list[Path]:
+    """Fetch (or reuse) the dataset's archive, verify it against the lock, extract its PNGs."""
+    archive = target.parent / "_archives" / spec.archive_name
+    if not archive.exists():
+        source = mirror / spec.name / spec.archive_name if mirror else None
+        _materialise(source, spec.archive_url, archive, f"{spec.name}/{spec.archive_name}")
+    _verify_archive(archive)
+    paths = []
+    with zipfile.ZipFile(archive) as zf:
+        members = sorted(m for m in zf.namelist() if m.lower().endswith(".png") and not Path(m).name.startswith("."))
+        for member in tqdm(members, desc=f"extract {spec.name}", unit="img"):
+            dest = target / Path(member).name
+            if not dest.exists():
+                with atomic_path(dest) as tmp:
+                    tmp.write_bytes(zf.read(member))
+            paths.append(dest)
+    return paths
+
+
+def fetch(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None = None) -> list[Path]:
+    """Make ``root/NAME/`` hold the verified images of dataset ``name``; return their paths, sorted.
+
+    Files already present and valid are kept, so a rerun after an interruption resumes.
+    """
+    spec = get_dataset(name)
+    target = Path(root) / name
+    target.mkdir(parents=True, exist_ok=True)
+    mirror_dir = mirror_root(mirror)
+    if spec.has_manifest:
+        return sorted(_fetch_manifest_dataset(spec, target, mirror_dir))
+    return sorted(_fetch_archive_dataset(spec, target, mirror_dir))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The PNG images of a folder, sorted by name; an empty or missing folder is a BenchError."""
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if not paths:
+        raise BenchError(f"no PNG images in {folder}; run `python -m bench datasets fetch NAME --root ...` first")
+    return paths
+
+
+def resize_short_side_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` (bicubic, antialiased), then centre-crop size×size."""
+    w, h = image.size
+    scale = size / min(w, h)
+    resized = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
+    return centre_crop(resized, size)
+
+
+def centre_crop(image: Image.Image, size: int) -> Image.Image:
+    """The central size×size square of an image at least that large in both sides."""
+    w, h = image.size
+    if min(w, h) < size:
+        raise BenchError(f"cannot centre-crop a {w}x{h} image to {size}x{size}")
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def prepare_eval(
+    name: str,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    max_images: int | None = None,
+    crop: int | None = None,
+    mirror: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Fetch dataset ``name`` and write its evaluation images to ``out`` as RGB PNGs.
+
+    Applies the dataset's own preprocessing (``eval_resize``), then keeps the first ``max_images``
+    (by name) and centre-crops to ``crop`` when given (small CI runs).
+    """
+    spec = get_dataset(name)
+    paths = fetch(name, root, mirror)[: max_images or None]
+    written = []
+    for path in paths:
+        image = Image.fromarray(load_rgb(path))
+        if spec.eval_resize is not None:
+            image = resize_short_side_crop(image, spec.eval_resize)
+        if crop is not None:
+            image = centre_crop(image, crop)
+        dest = Path(out) / f"{path.stem}.png"
+        with atomic_path(dest) as tmp:
+            image.save(tmp, format="PNG")
+        written.append(dest)
+    return written
+
+
+class RandomCrops(torch.utils.data.IterableDataset):
+    """An endless, deterministic stream of random ``crop``×``crop`` RGB crops in [0, 1] (CHW float).
+
+    Images are decoded once and kept in memory (training sets here are small); the crop positions
+    and image choices come from a generator seeded with ``seed``, so the same seed gives the same
+    stream. Images smaller than the crop are rejected up front with their names.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], crop: int, seed: int = 0) -> None:
+        super().__init__()
+        if not paths:
+            raise BenchError("no training images given")
+        self.images = [load_rgb(p) for p in paths]
+        small = [str(p) for p, im in zip(paths, self.images) if min(im.shape[:2]) < crop]
+        if small:
+            raise BenchError(f"training images smaller than the {crop}px crop: {', '.join(small)}")
+        self.crop = crop
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rng = np.random.default_rng(self.seed)
+        while True:
+            image = self.images[rng.integers(len(self.images))]
+            top = rng.integers(image.shape[0] - self.crop + 1)
+            left = rng.integers(image.shape[1] - self.crop + 1)
+            patch = image[top : top + self.crop, left : left + self.crop]
+            yield torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float().div(255.0)
+
+
+def crop_batches(dataset: RandomCrops, batch_size: int) -> Iterator[torch.Tensor]:
+    """Group a crop stream into ``[batch_size, 3, crop, crop]`` tensors."""
+    stream = iter(dataset)
+    while True:
+        yield torch.stack([next(stream) for _ in range(batch_size)])
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    for spec in DATASETS.values():
+        source = spec.url_template or spec.archive_url or "mirror only"
+        print(f"{spec.name:30s} {spec.role:5s} {spec.description}\n{'':36s} source: {source}")
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    paths = fetch(args.name, args.root, args.mirror)
+    print(f"{len(paths)} verified images in {Path(args.root) / args.name}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    paths = prepare_eval(
+        args.name, args.root, args.out, max_images=args.max_images, crop=args.crop, mirror=args.mirror
+    )
+    print(f"{len(paths)} evaluation images in {args.out}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``datasets list|fetch|prepare``."""
+    parser = subparsers.add_parser("datasets", help="list, fetch and prepare datasets")
+    sub = parser.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="the registered datasets and their sources").set_defaults(func=_cmd_list)
+
+    fetch_parser = sub.add_parser("fetch", help="download (or copy from a mirror) and verify a dataset")
+    fetch_parser.add_argument("name", help="dataset name (see `datasets list`)")
+    fetch_parser.add_argument("--root", default="data", help="folder that receives NAME/ (default: data)")
+    fetch_parser.add_argument("--mirror", default=None, help=f"local mirror folder NAME/FILE (env {MIRROR_ENV} wins)")
+    fetch_parser.set_defaults(func=_cmd_fetch)
+
+    prep = sub.add_parser("prepare", help="fetch a dataset and write its evaluation images")
+    prep.add_argument("name", help="dataset name")
+    prep.add_argument("--out", required=True, help="folder for the evaluation PNGs")
+    prep.add_argument("--root", default="data", help="download folder (default: data)")
+    prep.add_argument("--mirror", default=None, help=f"local mirror folder (env {MIRROR_ENV} wins)")
+    prep.add_argument("--max-images", type=int, default=None, help="keep the first N images by name")
+    prep.add_argument("--crop", type=int, default=None, help="centre-crop each image to this square size")
+    prep.set_defaults(func=_cmd_prepare)

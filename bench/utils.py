@@ -1,0 +1,117 @@
+"""Small helpers every part shares: atomic writes, devices, seeds, hashes and provenance.
+
+Every file the suite produces goes through :func:`atomic_path` so that a crash or a bad input
+never leaves a half-written result where a later step (or a reader) would take it for a real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class BenchError(RuntimeError):
+    """An error caused by the user's input or environment; the CLI prints it without a traceback."""
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
+
+    The temporary file lives in the destination folder (same filesystem, so the rename is atomic)
+    and keeps the destination's suffix, so writers that infer a format from it (PIL, pandas,
+    matplotlib) work unchanged. On any exception the temporary file is removed.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
+    """Short, order-independent hash of a model's weights (names, shapes, dtypes and values).
+
+    Used to tie a bitstream or a table row to the exact weights that produced it.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("device 'cuda' was requested but no CUDA device is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so runs repeat."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@functools.cache
+def code_version() -> str:
+    """``git describe`` of the checkout the code runs from (with ``-dirty``), or the package version."""
+    from bench import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() or __version__
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def device_description(device: torch.device) -> str:
+    """Human-readable device name for provenance columns (e.g. ``cuda:NVIDIA H100`` or ``cpu``)."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"

@@ -1,0 +1,57 @@
+"""Shared test fixtures: the offline mirror beside the checkout and small synthetic images.
+
+The mirror is ``$BENCH_DATA_MIRROR`` when set, else ``../shared/data`` beside the repository
+root (what CI and our machines have). Tests that need a dataset the mirror lacks skip with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def mirror_dir() -> Path:
+    """The dataset mirror the tests use."""
+    return Path(os.environ.get("BENCH_DATA_MIRROR") or SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The dataset mirror folder (skips when it is absent)."""
+    path = mirror_dir()
+    if not path.is_dir():
+        pytest.skip(f"no dataset mirror at {path} (set BENCH_DATA_MIRROR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kodak_dir(mirror: Path) -> Path:
+    """The mirror's Kodak folder (skips when absent)."""
+    path = mirror / "kodak"
+    if not (path / "kodim01.png").exists():
+        pytest.skip(f"Kodak is not in the mirror {mirror}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _mirror_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the suite at the test mirror and a lock file that tests cannot leak into the checkout."""
+    monkeypatch.setenv("BENCH_DATA_MIRROR", str(mirror_dir()))
+
+
+def write_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    """Write a smooth random RGB PNG (a sum of a gradient and noise) and return its path."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (xx[..., None] * 255 / max(width - 1, 1) + yy[..., None] * 127 / max(height - 1, 1)) % 256
+    image = np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
