@@ -15,7 +15,7 @@ import sys
 from bench.utils import BenchError
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("bench.data",)
+COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode")
 
 
 def build_parser() -> argparse.ArgumentParser:

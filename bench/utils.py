@@ -24,6 +24,15 @@ class BenchError(RuntimeError):
     """An error caused by the user's input or environment; the CLI prints it without a traceback."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
@@ -39,6 +48,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(_DEFAULT_MODE)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

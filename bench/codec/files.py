@@ -1,0 +1,172 @@
+"""The MSH codec on files: PNG → ``.bin`` containers → PNG, one file or a whole folder.
+
+Every output goes through :func:`bench.utils.atomic_path`. Decoding a folder reads and verifies
+every container (magic, version, size, CRC, weights hash) before it writes the first PNG, so a bad
+file stops the run with nothing written; bad single files likewise leave no output behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from bench.codec.bitstream import Bitstream, unpack
+from bench.codec.msh import MSHCodec, check_stream, decode_latent, encode, load_codec, synthesize_batch
+from bench.data import list_images, load_rgb
+from bench.utils import BenchError, atomic_path, atomic_write_bytes
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Size of one written container; ``bpp`` counts every byte of the file, header included."""
+
+    bpp: float
+    nbytes: int
+    height: int
+    width: int
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """An RGB image file as a [1,3,H,W] float tensor in [0,1]."""
+    return torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+
+
+def write_png(x: Tensor, path: str | os.PathLike) -> Path:
+    """Write a [1,3,H,W] or [3,H,W] tensor in [0,1] as an 8-bit RGB PNG (rounded), atomically."""
+    pixels = x.detach().squeeze(0).clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _group_by(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """Items grouped by ``key``, groups in order of first appearance."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.values())
+
+
+def _write_stream(path: Path, blob: bytes, height: int, width: int) -> EncodeResult:
+    atomic_write_bytes(path, blob)
+    return EncodeResult(len(blob) * 8 / (height * width), len(blob), height, width)
+
+
+def encode_file(codec: MSHCodec, png: str | os.PathLike, out_bin: str | os.PathLike) -> EncodeResult:
+    """Encode one image file into one container file."""
+    image = read_image(png)
+    return _write_stream(Path(out_bin), encode(codec, image)[0], *image.shape[-2:])
+
+
+def encode_dir(
+    codec: MSHCodec, src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, batch_size: int = 4
+) -> dict[str, EncodeResult]:
+    """Encode every PNG of ``src_dir`` to ``out_dir/{name}.bin``; same-size images share a g_a batch."""
+    paths = list_images(src_dir)
+    results: dict[str, EncodeResult] = {}
+    with tqdm(total=len(paths), desc=f"encode q{codec.quality}", unit="img") as bar:
+        for chunk in _chunks(paths, batch_size):
+            images = {path: read_image(path) for path in chunk}
+            for group in _group_by(chunk, lambda p: tuple(images[p].shape)):
+                blobs = encode(codec, torch.cat([images[p] for p in group]))
+                for path, blob in zip(group, blobs, strict=True):
+                    height, width = images[path].shape[-2:]
+                    results[path.stem] = _write_stream(Path(out_dir) / f"{path.stem}.bin", blob, height, width)
+            bar.update(len(chunk))
+    return results
+
+
+def read_stream(path: str | os.PathLike) -> bytes:
+    """The bytes of a container file (a missing file is a BenchError)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise BenchError(f"cannot read bitstream {path}: {err.strerror}") from None
+
+
+def read_header(path: str | os.PathLike) -> Bitstream:
+    """Parse and verify a container file (no model needed)."""
+    return unpack(read_stream(path), source=str(path))
+
+
+def bitstream_paths(src: str | os.PathLike) -> list[Path]:
+    """``src`` itself when it is a file, else the ``*.bin`` files of the folder, sorted."""
+    src = Path(src)
+    if src.is_file():
+        return [src]
+    paths = sorted(src.glob("*.bin")) if src.is_dir() else []
+    if not paths:
+        raise BenchError(f"no bitstreams at {src}: give a .bin file or a folder of them (`python -m bench encode`)")
+    return paths
+
+
+def codec_for_streams(
+    paths: Sequence[Path],
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = False,
+    device: str | torch.device = "auto",
+) -> MSHCodec:
+    """Load the MSH codec at the quality recorded in the containers (all must share one)."""
+    qualities = sorted({read_header(p).quality for p in paths})
+    if len(qualities) != 1:
+        raise BenchError(f"the bitstreams mix qualities {qualities}; decode one quality's folder at a time")
+    return load_codec(qualities[0], checkpoint=checkpoint, pretrained=pretrained, device=device)
+
+
+def decode_file(codec: MSHCodec, bin_path: str | os.PathLike, out_png: str | os.PathLike) -> Path:
+    """Decode one container to its MSH reconstruction as an 8-bit PNG."""
+    latent = decode_latent(codec, read_stream(bin_path), source=str(bin_path))
+    return write_png(synthesize_batch(codec, [latent])[0], out_png)
+
+
+def decode_dir(
+    codec: MSHCodec, src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, batch_size: int = 4
+) -> list[Path]:
+    """Decode every ``*.bin`` of ``src_dir`` to ``out_dir/{name}.png`` (all verified before any write)."""
+    paths = bitstream_paths(src_dir)
+    blobs = {path: read_stream(path) for path in paths}
+    for path, blob in blobs.items():
+        check_stream(codec, unpack(blob, source=str(path)), source=str(path))
+    written = []
+    with tqdm(total=len(paths), desc=f"decode q{codec.quality}", unit="img") as bar:
+        for chunk in _chunks(paths, batch_size):
+            latents = [decode_latent(codec, blobs[path], source=str(path)) for path in chunk]
+            for path, image in zip(chunk, synthesize_batch(codec, latents), strict=True):
+                written.append(write_png(image, Path(out_dir) / f"{path.stem}.png"))
+            bar.update(len(chunk))
+    return written
+
+
+def encode_path(
+    codec: MSHCodec, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4
+) -> dict[str, EncodeResult]:
+    """:func:`encode_dir` when ``src`` is a folder, else :func:`encode_file` (``dst`` is then the .bin)."""
+    if Path(src).is_dir():
+        return encode_dir(codec, src, dst, batch_size=batch_size)
+    return {Path(src).stem: encode_file(codec, src, dst)}
+
+
+def decode_path(
+    codec: MSHCodec, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4
+) -> list[Path]:
+    """:func:`decode_dir` when ``src`` is a folder, else :func:`decode_file` (``dst`` is then the .png)."""
+    if Path(src).is_dir():
+        return decode_dir(codec, src, dst, batch_size=batch_size)
+    return [decode_file(codec, src, dst)]

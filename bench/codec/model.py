@@ -1,0 +1,149 @@
+"""Build, load and save compressai ``mbt2018_mean`` models (mean-scale hyperprior, Minnen et al. 2018).
+
+Three sources, one model class: compressai's pretrained zoo weights (read from
+``$TORCH_HOME/hub/checkpoints`` under their upstream file names, downloaded there when missing and
+the network allows), a checkpoint file (ours from ``train-msh``, a zoo file, or a compressai
+``examples/train.py`` checkpoint), or a fresh random-init model to train.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressai.models import MeanScaleHyperprior
+from compressai.zoo import image as zoo
+from compressai.zoo.pretrained import load_pretrained as rename_zoo_keys
+
+from bench.utils import BenchError, atomic_path, code_version, sha256_file
+
+ARCH = "mbt2018-mean"
+QUALITIES = range(1, 9)
+# Rate-distortion lambdas (MSE) of compressai's zoo models per quality; the defaults for training.
+ZOO_LAMBDAS: dict[int, float] = {
+    1: 0.0018,
+    2: 0.0035,
+    3: 0.0067,
+    4: 0.0130,
+    5: 0.0250,
+    6: 0.0483,
+    7: 0.0932,
+    8: 0.1800,
+}
+DOWNLOAD_TIMEOUT_S = 60
+
+
+def check_quality(quality: int) -> int:
+    """Return ``quality`` if compressai's zoo defines it (1..8), else raise a BenchError."""
+    if quality not in QUALITIES:
+        raise BenchError(f"quality {quality} is out of range: mbt2018-mean has qualities 1..8")
+    return quality
+
+
+def zoo_size(quality: int) -> tuple[int, int]:
+    """(N, M) channel counts of the zoo model at ``quality``: (128, 192) for 1..4, (192, 320) above."""
+    return zoo.cfgs[ARCH][check_quality(quality)]
+
+
+def build_model(quality: int, N: int | None = None, M: int | None = None) -> MeanScaleHyperprior:
+    """A fresh, random-init model; N and M default to the zoo's sizes for ``quality``."""
+    zoo_n, zoo_m = zoo_size(quality)
+    return MeanScaleHyperprior(N or zoo_n, M or zoo_m)
+
+
+def zoo_weights_url(quality: int) -> str:
+    """compressai's download URL of the MSE-optimised zoo weights at ``quality``."""
+    return zoo.model_urls[ARCH]["mse"][check_quality(quality)]
+
+
+def zoo_weights_path(quality: int) -> Path:
+    """Where torch.hub (and so compressai's zoo) caches those weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(zoo_weights_url(quality)).name
+
+
+def _download(url: str, dest: Path) -> None:
+    """Fetch ``url`` to ``dest`` atomically with a socket timeout (no hang when offline).
+
+    The zoo's file names carry the first hex digits of the file's sha256 (torch.hub's convention),
+    which is checked before the file is moved into place.
+    """
+    prefix = re.search(r"-([a-f0-9]+)\.", dest.name)
+    with atomic_path(dest) as tmp:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as f:
+            shutil.copyfileobj(response, f)
+        if prefix and not sha256_file(tmp).startswith(prefix.group(1)):
+            raise OSError(f"sha256 of the download does not start with {prefix.group(1)}")
+
+
+def load_pretrained(quality: int) -> MeanScaleHyperprior:
+    """compressai's pretrained ``mbt2018_mean(quality, metric="mse")``, from the torch.hub cache.
+
+    The cache is checked first; when the file is missing it is downloaded (with a timeout), and
+    when that fails a single BenchError names the file, the folder, TORCH_HOME and the way out.
+    """
+    path = zoo_weights_path(quality)
+    if not path.is_file():
+        url = zoo_weights_url(quality)
+        try:
+            _download(url, path)
+        except (OSError, urllib.error.URLError) as err:
+            raise BenchError(
+                f"compressai zoo weights {path.name} are not in {path.parent} "
+                f"(TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}) and downloading {url} failed ({err}); "
+                f"copy the file there, or train a model with `python -m bench train-msh` and pass --checkpoint"
+            ) from None
+    return zoo.mbt2018_mean(quality, metric="mse", pretrained=True, progress=False)
+
+
+def load_checkpoint(path: str | os.PathLike, quality: int | None = None) -> tuple[MeanScaleHyperprior, dict[str, Any]]:
+    """Load a model from a checkpoint file; return it with the file's metadata (empty for raw weights).
+
+    Accepts our ``train-msh`` checkpoints, compressai zoo files and compressai training checkpoints
+    (a dict with ``state_dict``). A file that records a different architecture or quality than the
+    one asked for is a BenchError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"MSH checkpoint not found: {path} (train one with `python -m bench train-msh`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise BenchError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict):
+        raise BenchError(f"{path} holds a {type(payload).__name__}, not a state dict or checkpoint dict")
+    meta = {k: v for k, v in payload.items() if k != "state_dict"} if "state_dict" in payload else {}
+    arch = meta.get("arch", ARCH)
+    if arch != ARCH:
+        raise BenchError(f"{path} holds a {arch!r} model; rdp-bench's MSH codec is {ARCH!r}")
+    if quality is not None and meta.get("quality", quality) != quality:
+        raise BenchError(f"{path} is a quality-{meta['quality']} model, but quality {quality} was asked for")
+    state = rename_zoo_keys(payload.get("state_dict", payload))
+    try:
+        net = MeanScaleHyperprior.from_state_dict(state)
+    except (KeyError, RuntimeError) as err:
+        raise BenchError(f"{path} is not an {ARCH} state dict ({type(err).__name__}: {err})") from None
+    return net, meta
+
+
+def save_checkpoint(path: str | os.PathLike, net: MeanScaleHyperprior, **fields: Any) -> None:
+    """Write ``net`` and ``fields`` (quality, lmbda, step, optimiser and RNG states ...) atomically.
+
+    The file is a dict with ``state_dict``, ``arch``, ``N``, ``M`` and ``code_version`` beside the
+    given fields, readable by :func:`load_checkpoint` with ``weights_only=True``.
+    """
+    payload = {
+        "arch": ARCH,
+        "N": net.N,
+        "M": net.M,
+        "code_version": code_version(),
+        **fields,
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

@@ -1,0 +1,174 @@
+"""Train an mbt2018-mean model on random crops (``python -m bench train-msh``), compressai's recipe.
+
+compressai ``examples/train.py``: RateDistortionLoss (λ·255²·MSE + bpp), Adam on the network
+parameters and a second Adam on the entropy bottleneck's quantiles driven by the aux loss
+(``net_aux_optimizer``), gradient clipping, and ``update(force=True)`` before the model is saved
+so its entropy-coder tables match the final weights.
+
+Kill-safe: every ``checkpoint_every`` steps the full training state (weights, both optimisers,
+torch RNG, step) goes to ``OUT.partial``; a rerun with the same settings resumes from it and
+produces the same weights as an uninterrupted run. The crop stream is a pure function of the seed,
+so resuming skips the batches already used. ``OUT`` itself is written once, at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressai.losses import RateDistortionLoss
+from compressai.models import MeanScaleHyperprior
+from compressai.optimizers import net_aux_optimizer
+from torch import Tensor
+from tqdm import tqdm
+
+from bench.codec.model import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
+from bench.data import RandomCrops, crop_batches
+from bench.utils import BenchError, resolve_device, seed_everything
+
+# Settings that may change between a kill and the resumed run without changing the result.
+_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class MSHTrainConfig:
+    """Everything that determines a trained MSH model (the ``msh.train`` config section + seed)."""
+
+    quality: int
+    lmbda: float
+    N: int
+    M: int
+    steps: int
+    batch_size: int
+    crop: int
+    lr: float
+    aux_lr: float
+    grad_clip: float | None
+    checkpoint_every: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], quality: int, **overrides: Any) -> MSHTrainConfig:
+        """Settings from a validated config's ``msh.train`` and ``seed``; non-None ``overrides`` win.
+
+        A null λ or N/M means the zoo's value for ``quality``.
+        """
+        values = {**config["msh"]["train"], "seed": config["seed"]}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        zoo_n, zoo_m = zoo_size(quality)
+        values["lmbda"] = values["lmbda"] or ZOO_LAMBDAS[quality]
+        values["N"] = values["N"] or zoo_n
+        values["M"] = values["M"] or zoo_m
+        return cls(quality=check_quality(quality), **values)
+
+
+def partial_path(out: Path) -> Path:
+    """Where the resumable training state of ``out`` lives while training runs."""
+    return out.with_name(out.name + ".partial")
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.optim.Optimizer],
+          cfg: MSHTrainConfig, step: int) -> None:
+    save_checkpoint(
+        path,
+        net,
+        quality=cfg.quality,
+        lmbda=cfg.lmbda,
+        step=step,
+        config=dataclasses.asdict(cfg),
+        optimizer=optimizers["net"].state_dict(),
+        aux_optimizer=optimizers["aux"].state_dict(),
+        rng=_rng_state(),
+    )
+
+
+def _resume(path: Path, cfg: MSHTrainConfig, net: MeanScaleHyperprior,
+            optimizers: dict[str, torch.optim.Optimizer]) -> int:
+    """Restore weights, optimisers and RNG from a partial checkpoint; return its step."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state["config"]
+    except Exception as err:  # a torn or foreign file: say which and how to start over
+        raise BenchError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
+    changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
+        raise BenchError(f"{path} was trained with other settings ({diffs}); delete it to start over")
+    net.load_state_dict(state["state_dict"])
+    optimizers["net"].load_state_dict(state["optimizer"])
+    optimizers["aux"].load_state_dict(state["aux_optimizer"])
+    _set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _train_step(net: MeanScaleHyperprior, criterion: RateDistortionLoss,
+                optimizers: dict[str, torch.optim.Optimizer], x: Tensor, grad_clip: float | None) -> dict[str, float]:
+    """One compressai training step: RD loss on the network, aux loss on the bottleneck quantiles."""
+    net.train()
+    optimizers["net"].zero_grad()
+    optimizers["aux"].zero_grad()
+    losses = criterion(net(x), x)
+    losses["loss"].backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizers["net"].step()
+    aux_loss = net.aux_loss()
+    aux_loss.backward()
+    optimizers["aux"].step()
+    return {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
+            "mse": losses["mse_loss"].item(), "aux": aux_loss.item()}
+
+
+def _batches(images: Sequence[Path], cfg: MSHTrainConfig, skip: int) -> Iterator[Tensor]:
+    """The seeded crop-batch stream, ``skip`` batches in (what a resumed run has already seen)."""
+    batches = crop_batches(RandomCrops(images, cfg.crop, seed=cfg.seed), cfg.batch_size)
+    for _ in range(skip):
+        next(batches)
+    return batches
+
+
+def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLike,
+              *, device: str = "auto") -> Path:
+    """Train (or resume training) an MSH model on random crops of ``images`` and save it to ``out``."""
+    out = Path(out)
+    device_ = resolve_device(device)
+    seed_everything(cfg.seed)
+    net = build_model(cfg.quality, cfg.N, cfg.M).to(device_)
+    optimizers = net_aux_optimizer(
+        net, {"net": {"type": "Adam", "lr": cfg.lr}, "aux": {"type": "Adam", "lr": cfg.aux_lr}}
+    )
+    criterion = RateDistortionLoss(lmbda=cfg.lmbda)
+    partial = partial_path(out)
+    step = _resume(partial, cfg, net, optimizers) if partial.is_file() else 0
+    batches = _batches(images, cfg, skip=step)
+    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it") as bar:
+        while step < cfg.steps:
+            stats = _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", bpp=f"{stats['bpp']:.3f}", mse=f"{stats['mse']:.5f}",
+                            refresh=False)
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                _save(partial, net, optimizers, cfg, step)
+    net.update(force=True)
+    _save(out, net, optimizers, cfg, step)
+    partial.unlink(missing_ok=True)
+    return out
