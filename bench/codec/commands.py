@@ -9,6 +9,7 @@ import argparse
 from statistics import mean
 
 from bench.codec.files import encode_path
+from bench.codec.model import ZOO_LAMBDAS, load_pretrained, save_checkpoint
 from bench.codec.msh import load_codec
 from bench.codec.train import MSHTrainConfig, train_msh
 from bench.config import load_config, validate_config
@@ -57,8 +58,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    net = load_pretrained(args.quality)
+    net.update(force=True)
+    save_checkpoint(args.out, net, quality=args.quality, lmbda=ZOO_LAMBDAS[args.quality], source="compressai-zoo")
+    print(f"wrote {args.out} (compressai zoo mbt2018-mean q{args.quality})")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``encode`` and ``train-msh``."""
+    """Register ``encode``, ``train-msh`` and ``export-msh``."""
     enc = subparsers.add_parser("encode", help="compress a PNG (or a folder of PNGs) into MSH bitstream files")
     enc.add_argument("input", help="a PNG image or a folder of PNGs")
     enc.add_argument("output", help="the .bin file (or the folder for IMAGE.bin files)")
@@ -87,3 +96,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int)
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's device")
     train.set_defaults(func=_cmd_train)
+
+    export = subparsers.add_parser(
+        "export-msh", help="save compressai's pretrained mbt2018-mean weights ($TORCH_HOME, else download) as a suite checkpoint",
+        description="The workflow's zoo source: every later step then reads one checkpoint file per quality.",
+    )
+    export.add_argument("--quality", type=int, required=True, help="quality 1..8")
+    export.add_argument("--out", required=True, help="checkpoint to write")
+    export.set_defaults(func=_cmd_export)

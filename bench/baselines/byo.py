@@ -1,0 +1,169 @@
+"""Bring your own codec: check a folder of foreign reconstructions before the metrics measure it.
+
+A foreign codec (CDC, HiFiC run locally, a codec of the user's) enters the benchmark as files, not
+code: a folder of decoded PNGs named like the reference images, and its rate as either
+
+- a folder of bitstreams, one file per image whose stem is the image's (``kodim01.bin``,
+  ``kodim01.tfci`` ...; any single suffix): bpp = file bytes × 8 / (H × W), every byte counted; or
+- a CSV table with columns ``image,bpp`` (for codecs whose files are not at hand, e.g. a paper's
+  per-image rates), one row per reference image.
+
+:func:`check_byo` verifies all of it at once (names match, PNGs decode, 8-bit RGB of the reference's
+size, one rate per image) and returns the per-image bpp table, so a bad folder fails here with one
+message instead of halfway through a metrics run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from bench.metrics.evaluate import match_images
+from bench.utils import BenchError, atomic_path
+
+log = logging.getLogger(__name__)
+
+BPP_COLUMNS: tuple[str, ...] = ("image", "bpp")
+
+
+def _listing(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def image_size(path: Path, *, require_rgb: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of a PNG after decoding it fully (a truncated file is an error naming it)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.format != "PNG":
+                raise BenchError(f"{path} is a {image.format} file, not a PNG; save reconstructions as PNG")
+            if require_rgb and image.mode != "RGB":
+                raise BenchError(f"{path} is a {image.mode} image; save reconstructions as 8-bit RGB PNGs")
+            return image.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise BenchError(f"{path} is not a readable PNG ({err}); write it again") from None
+
+
+def bitstream_files(folder: str | Path, names: Sequence[str]) -> dict[str, Path]:
+    """The bitstream file of each image name: the one non-hidden file in ``folder`` with that stem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BenchError(f"bitstream folder {folder} does not exist")
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            by_stem.setdefault(path.stem, []).append(path)
+    missing = [name for name in names if name not in by_stem]
+    if missing:
+        raise BenchError(f"no bitstream in {folder} for {_listing(missing)}; name each file after its image")
+    ambiguous = [name for name in names if len(by_stem[name]) > 1]
+    if ambiguous:
+        raise BenchError(f"several files share an image's stem in {folder}: {_listing(ambiguous)}; keep one per image")
+    empty = [name for name in names if by_stem[name][0].stat().st_size == 0]
+    if empty:
+        raise BenchError(f"empty bitstreams in {folder}: {_listing(empty)}")
+    return {name: by_stem[name][0] for name in names}
+
+
+def read_bpp_table(path: str | Path, names: Sequence[str]) -> dict[str, float]:
+    """Per-image bpp from a CSV with columns ``image,bpp``: exactly the given names, finite and > 0."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype={"image": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BenchError(f"cannot read the bpp table {path}: {err}") from None
+    if list(table.columns[:2]) != list(BPP_COLUMNS):
+        raise BenchError(f"bpp table {path} must start with the columns image,bpp (it has {list(table.columns)})")
+    table["image"] = table["image"].map(lambda name: Path(name).stem)  # "kodim01.png" and "kodim01" both work
+    duplicated = sorted(set(table.loc[table["image"].duplicated(), "image"]))
+    if duplicated:
+        raise BenchError(f"bpp table {path} lists images more than once: {_listing(duplicated)}")
+    missing = sorted(set(names) - set(table["image"]))
+    extra = sorted(set(table["image"]) - set(names))
+    if missing or extra:
+        raise BenchError(
+            f"bpp table {path} does not match the reference images: "
+            f"missing {_listing(missing) or 'none'}; unknown {_listing(extra) or 'none'}"
+        )
+    bpp = pd.to_numeric(table["bpp"], errors="coerce")
+    bad = sorted(table.loc[~(bpp > 0) | ~bpp.map(math.isfinite), "image"])
+    if bad:
+        raise BenchError(f"bpp table {path} has no positive finite bpp for {_listing(bad)}")
+    return dict(zip(table["image"], bpp.astype(float), strict=True))
+
+
+def check_byo(
+    reference: str | Path,
+    reconstructions: str | Path,
+    *,
+    bitstreams: str | Path | None = None,
+    bpp_table: str | Path | None = None,
+) -> pd.DataFrame:
+    """Validate a bring-your-own folder; returns one row per image: image, width, height, bytes, bpp.
+
+    Exactly one of ``bitstreams`` (bytes counted from files; ``bytes`` column filled) and
+    ``bpp_table`` (``bytes`` left empty) gives the rate.
+    """
+    if (bitstreams is None) == (bpp_table is None):
+        raise BenchError("give the rate either as a bitstream folder or as a bpp table (exactly one of the two)")
+    pairs = match_images(reference, reconstructions)
+    sizes = {}
+    wrong = []
+    for pair in pairs:
+        sizes[pair.stem] = image_size(pair.reference)
+        got = image_size(pair.reconstruction, require_rgb=True)
+        if got != sizes[pair.stem]:
+            wrong.append(f"{pair.stem} ({got[0]}x{got[1]}, reference {sizes[pair.stem][0]}x{sizes[pair.stem][1]})")
+    if wrong:
+        raise BenchError(
+            f"reconstructions in {reconstructions} differ in size from their references: {_listing(wrong)}"
+        )
+    names = [pair.stem for pair in pairs]
+    if bitstreams is not None:
+        nbytes = {name: path.stat().st_size for name, path in bitstream_files(bitstreams, names).items()}
+        bpp = {name: nbytes[name] * 8 / (sizes[name][0] * sizes[name][1]) for name in names}
+    else:
+        nbytes = dict.fromkeys(names, math.nan)
+        bpp = read_bpp_table(bpp_table, names)
+    return pd.DataFrame(
+        {
+            "image": names,
+            "width": [sizes[n][0] for n in names],
+            "height": [sizes[n][1] for n in names],
+            "bytes": [nbytes[n] for n in names],
+            "bpp": [bpp[n] for n in names],
+        }
+    )
+
+
+def _cmd_byo_check(args: argparse.Namespace) -> int:
+    table = check_byo(args.reference, args.reconstructions, bitstreams=args.bitstreams, bpp_table=args.bpp_table)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            table[list(BPP_COLUMNS)].to_csv(tmp, index=False)
+    log.info("%s: %d images OK, mean %.4f bpp", args.reconstructions, len(table), table["bpp"].mean())
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``byo-check``."""
+    parser = subparsers.add_parser(
+        "byo-check",
+        help="check a bring-your-own codec's reconstructions and rates before measuring them",
+        description="Check that a folder of foreign reconstructions matches the reference images (names, "
+        "8-bit RGB PNGs of the same size) and that every image has a rate (a bitstream file or a bpp table row).",
+    )
+    parser.add_argument("--reference", required=True, metavar="DIR", help="folder of reference PNGs")
+    parser.add_argument("--reconstructions", required=True, metavar="DIR", help="folder of decoded PNGs, same names")
+    rate = parser.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--bitstreams", metavar="DIR", help="one file per image, named after it (any suffix)")
+    rate.add_argument("--bpp-table", metavar="CSV", help="CSV with columns image,bpp")
+    parser.add_argument("--out", metavar="CSV", help="write the per-image image,bpp table here")
+    parser.set_defaults(func=_cmd_byo_check)

@@ -1,0 +1,350 @@
+"""Measure a folder of reconstructions against a folder of references: the two metric tables.
+
+Images are matched by file stem (``kodim01.png`` ↔ ``kodim01.png``); bitstreams, when given, are
+``BITS/<stem>.bin`` and give ``bpp = bytes × 8 / (H × W)``. Every image is measured as the 8-bit PNG a
+user gets, at full resolution, in batches of equal shape (portrait and landscape images can share a
+folder), on CUDA when present.
+
+Two tidy tables come out:
+
+- per image: the labels the caller passes (dataset, codec, point, ... — opaque here), ``image``,
+  ``height``, ``width``, ``bpp``, ``psnr``, ``ms_ssim``, ``lpips``, ``dists``, ``niqe`` (of the
+  reconstruction) and ``niqe_reference`` (of the original), then provenance columns;
+- summary (one row): the labels, ``n_images``, each per-image metric's mean with its bootstrap 95% CI
+  (``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``), the dataset-level FID/KID on patches and SWD, then
+  provenance: ``*_backbone`` (``real`` / ``random-init``), ``fid_protocol``, ``patch_size``,
+  ``bootstrap``, ``seed``, ``code_version``, ``config_hash``, ``device``.
+
+Only enabled metrics get columns. Both image sets are held in memory for the run (SWD compares the
+whole sets), about 2.4 MB per Kodak pair. This module knows no codec and no decoder: a foreign codec's
+PNGs are measured exactly like ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from tqdm import tqdm
+
+from bench.config import validate_config
+from bench.metrics.aggregate import summarize, write_tables
+from bench.metrics.distribution import InceptionFeatures, PatchFID
+from bench.metrics.fidelity import ms_ssim, psnr
+from bench.metrics.niqe import niqe
+from bench.metrics.perceptual import DISTS, LPIPS
+from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
+from bench.metrics.swd import swd
+from bench.metrics.weights import resolve_backbones
+from bench.utils import BenchError, code_version, device_description, resolve_device
+
+logger = logging.getLogger(__name__)
+
+# Network metric -> the backbone it needs (see bench.metrics.weights).
+BACKBONE_OF: dict[str, str] = {"lpips": "alexnet", "dists": "vgg16", "fid": "inception"}
+
+_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = {
+    "image", "height", "width", "bpp", "n_images", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference",
+    "fid", "kid", "kid_std", "n_patches", "kid_subset_size", "fid_warning", "fid_protocol", "patch_size",
+    "bootstrap", "seed", "code_version", "config_hash", "device",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MetricsOptions:
+    """What to measure and how: the config's ``metrics`` section plus the run-wide keys it depends on.
+
+    Defaults live in ``bench/schema.yaml``; build one with :meth:`from_config` (or :meth:`defaults`)
+    and override single fields with :func:`dataclasses.replace`.
+    """
+
+    lpips: bool
+    dists: bool
+    fid: bool
+    swd: bool
+    swd_patches_per_level: int | None
+    niqe: bool
+    fid_protocol: str
+    patch_size: int
+    kid_subset_size: int | None
+    bootstrap: int
+    batch_size: int
+    download_weights: bool
+    allow_random_backbones: bool
+    seed: int
+    device: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MetricsOptions:
+        """Options from a validated config (``bench.config.load_config``)."""
+        return cls(
+            **config["metrics"],
+            allow_random_backbones=config["allow_random_backbones"],
+            seed=config["seed"],
+            device=config["device"],
+        )
+
+    @classmethod
+    def defaults(cls) -> MetricsOptions:
+        """The schema's defaults."""
+        return cls.from_config(validate_config({}))
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One reference image, its reconstruction and (optionally) the bitstream that produced it."""
+
+    stem: str
+    reference: Path
+    reconstruction: Path
+    bitstream: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricsTables:
+    """The per-image table and the one-row summary table."""
+
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def _listing(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _pngs_by_stem(folder: Path, role: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise BenchError(f"{role} folder {folder} does not exist")
+    paths = {path.stem: path for path in sorted(folder.glob("*.png"))}
+    if not paths:
+        raise BenchError(f"no PNG images in the {role} folder {folder}")
+    return paths
+
+
+def match_images(
+    reference_dir: str | os.PathLike,
+    reconstructions_dir: str | os.PathLike,
+    bitstreams_dir: str | os.PathLike | None = None,
+) -> list[ImagePair]:
+    """Pair the PNGs of two folders by stem; any image without its partner is one error listing all."""
+    references = _pngs_by_stem(Path(reference_dir), "reference")
+    reconstructions = _pngs_by_stem(Path(reconstructions_dir), "reconstruction")
+    missing = sorted(references.keys() - reconstructions.keys())
+    extra = sorted(reconstructions.keys() - references.keys())
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"missing reconstructions for {_listing(missing)}")
+        if extra:
+            problems.append(f"reconstructions without a reference: {_listing(extra)}")
+        raise BenchError(
+            f"{reconstructions_dir} does not match the references in {reference_dir}: {'; '.join(problems)}"
+        )
+    bitstreams: dict[str, Path | None] = dict.fromkeys(references)
+    if bitstreams_dir is not None:
+        bitstreams = {stem: Path(bitstreams_dir) / f"{stem}.bin" for stem in references}
+        absent = sorted(stem for stem, path in bitstreams.items() if not path.is_file())
+        if absent:
+            raise BenchError(f"bitstreams missing in {bitstreams_dir}: {_listing([f'{s}.bin' for s in absent])}")
+    return [ImagePair(stem, references[stem], reconstructions[stem], bitstreams[stem]) for stem in sorted(references)]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB ``uint8`` ``H×W×3``; an unreadable file is a :class:`BenchError` naming it."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise BenchError(f"{path} is not a readable image ({err}); write it again or remove it") from None
+
+
+def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
+    reference, reconstruction = read_image(pair.reference), read_image(pair.reconstruction)
+    if reference.shape != reconstruction.shape:
+        raise BenchError(
+            f"image {pair.stem}: reconstruction {pair.reconstruction} is "
+            f"{reconstruction.shape[1]}x{reconstruction.shape[0]} but the reference {pair.reference} is "
+            f"{reference.shape[1]}x{reference.shape[0]}"
+        )
+    return reference, reconstruction
+
+
+def shape_batches(shapes: Sequence[tuple[int, ...]], batch_size: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of at most ``batch_size`` images of one shape, in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, shape in enumerate(shapes):
+        groups.setdefault(shape, []).append(index)
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_size):
+            yield indices[start : start + batch_size]
+
+
+def _to_batch(images: Sequence[np.ndarray], device: torch.device) -> Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Label keys must be identifiers that do not shadow a column this module writes."""
+    for key in labels:
+        if not _LABEL_KEY.match(key):
+            raise BenchError(f"label key {key!r} must be an identifier (letters, digits, underscores)")
+        if key in _RESERVED or key.startswith("swd") or key.endswith(("_ci_lo", "_ci_hi", "_backbone")):
+            raise BenchError(f"label key {key!r} would overwrite a metrics column; rename it")
+
+
+@dataclass
+class _Meters:
+    """The measuring instruments of one run, built once and moved to the device."""
+
+    networks: dict[str, Callable[[Tensor, Tensor], Tensor]]
+    backbones: dict[str, str]  # "<metric>_backbone" -> real / random-init
+    patch_fid: PatchFID | None
+    niqe: Callable[[np.ndarray], float] | None
+
+    @classmethod
+    def build(cls, options: MetricsOptions, device: torch.device) -> _Meters:
+        enabled = [name for name in BACKBONE_OF if getattr(options, name)]
+        resolved = resolve_backbones(
+            [BACKBONE_OF[name] for name in enabled],
+            allow_random=options.allow_random_backbones,
+            download=options.download_weights,
+        )
+        networks: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+        if options.lpips:
+            networks["lpips"] = LPIPS(resolved["alexnet"], seed=options.seed).to(device)
+        if options.dists:
+            networks["dists"] = DISTS(resolved["vgg16"], seed=options.seed).to(device)
+        patch_fid = None
+        if options.fid:
+            patch_fid = PatchFID(
+                InceptionFeatures(resolved["inception"], seed=options.seed).to(device),
+                patch_size=options.patch_size,
+                protocol=options.fid_protocol,
+                batch_size=options.batch_size,
+                kid_subset_size=options.kid_subset_size,
+                seed=options.seed,
+            )
+        backbones = {f"{name}_backbone": resolved[BACKBONE_OF[name]].provenance for name in enabled}
+        return cls(networks, backbones, patch_fid, niqe if options.niqe else None)
+
+    @property
+    def image_backbones(self) -> dict[str, str]:
+        """The backbone columns of the per-image table (FID's belongs to the summary only)."""
+        return {key: value for key, value in self.backbones.items() if key != "fid_backbone"}
+
+
+def _measure(
+    loaded: Sequence[tuple[np.ndarray, np.ndarray]],
+    rows: Sequence[dict[str, Any]],
+    meters: _Meters,
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch."""
+    with tqdm(total=len(loaded), desc="metrics", unit="image") as progress:
+        for indices in shape_batches([reference.shape for reference, _ in loaded], batch_size):
+            reference = _to_batch([loaded[i][0] for i in indices], device)
+            reconstruction = _to_batch([loaded[i][1] for i in indices], device)
+            values = {"psnr": psnr(reference, reconstruction), "ms_ssim": ms_ssim(reference, reconstruction)}
+            for name, network in meters.networks.items():
+                values[name] = network(reference, reconstruction).cpu()
+            if meters.patch_fid is not None:
+                meters.patch_fid.update(reference, reconstruction)
+            for position, index in enumerate(indices):
+                rows[index].update({name: float(value[position]) for name, value in values.items()})
+                if meters.niqe is not None:
+                    rows[index]["niqe"] = float(meters.niqe(loaded[index][1]))
+                    rows[index]["niqe_reference"] = float(meters.niqe(loaded[index][0]))
+            progress.update(len(indices))
+
+
+def evaluate(
+    pairs: Sequence[ImagePair],
+    options: MetricsOptions,
+    *,
+    labels: Mapping[str, str] | None = None,
+    config_hash: str = "",
+) -> MetricsTables:
+    """Measure every pair and return both tables (nothing is written)."""
+    labels = dict(labels or {})
+    check_labels(labels)
+    if not pairs:
+        raise BenchError("no image pairs to measure")
+    device = resolve_device(options.device)
+    started = time.perf_counter()
+    loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False)]
+    meters = _Meters.build(options, device)
+    rows: list[dict[str, Any]] = []
+    for pair, (reference, _) in zip(pairs, loaded):
+        height, width = reference.shape[:2]
+        rows.append({"image": pair.stem, "height": height, "width": width})
+        if pair.bitstream is not None:
+            rows[-1]["bpp"] = pair.bitstream.stat().st_size * 8 / (height * width)
+    _measure(loaded, rows, meters, options.batch_size, device)
+
+    dataset_level: dict[str, Any] = {}
+    if meters.patch_fid is not None:
+        dataset_level.update(meters.patch_fid.compute())
+        dataset_level.update(fid_protocol=options.fid_protocol, patch_size=options.patch_size)
+    if options.swd:
+        references, reconstructions = zip(*loaded)
+        patches = options.swd_patches_per_level or SWD_DEFAULT_PATCHES
+        dataset_level.update(
+            swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
+        )
+        dataset_level["swd_patches_per_level"] = patches
+    elapsed = time.perf_counter() - started
+    logger.info("measured %d images in %.1f s (%.2f s/image) on %s", len(pairs), elapsed, elapsed / len(pairs), device)
+
+    provenance = {"code_version": code_version(), "config_hash": config_hash, "device": device_description(device)}
+    per_image = pd.DataFrame([{**labels, **row, **meters.image_backbones, **provenance} for row in rows])
+    measured = [c for c in ("bpp", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference") if c in per_image]
+    summary = {
+        **labels,
+        "n_images": len(pairs),
+        **summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed),
+        **dataset_level,
+        **meters.backbones,
+        "bootstrap": options.bootstrap,
+        "seed": options.seed,
+        **provenance,
+    }
+    return MetricsTables(per_image=per_image, summary=pd.DataFrame([summary]))
+
+
+def default_summary_path(out: str | os.PathLike) -> Path:
+    """``per_image.csv`` → ``per_image_summary.csv``: where the summary goes when no path is given."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_summary{out.suffix or '.csv'}")
+
+
+def run_metrics(
+    reference_dir: str | os.PathLike,
+    reconstructions_dir: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    summary_path: str | os.PathLike | None = None,
+    bitstreams_dir: str | os.PathLike | None = None,
+    options: MetricsOptions,
+    labels: Mapping[str, str] | None = None,
+    config_hash: str = "",
+) -> MetricsTables:
+    """Match, measure and write both CSVs together (neither appears if anything fails)."""
+    pairs = match_images(reference_dir, reconstructions_dir, bitstreams_dir)
+    tables = evaluate(pairs, options, labels=labels, config_hash=config_hash)
+    summary_path = summary_path if summary_path is not None else default_summary_path(out)
+    write_tables({out: tables.per_image, summary_path: tables.summary})
+    return tables

@@ -1,0 +1,109 @@
+"""The dataset tables: gather every decoder point's metrics and decode record into two tidy CSVs.
+
+Each point of a dataset has a per-image CSV and a one-row summary CSV from ``python -m bench
+metrics`` (labelled with dataset, codec, quality and point), and its reconstruction folder holds the
+``decode.json`` record the decoder wrote (timing, memory, network evaluations, weights hashes).
+This step joins them into ``results/{dataset}/per_image.csv`` (one row per point × image) and
+``results/{dataset}/summary.csv`` (one row per point). The decoder columns (decoder, sampler, steps,
+eta, seed) come from parsing the point id with :func:`bench.points.parse_point`, never from slicing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.points import parse_point
+from bench.utils import BenchError, atomic_path
+
+RECORD_NAME = "decode.json"
+# Fields of a decode record copied into the summary row (absent fields stay empty).
+RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho")
+LEADING = ("dataset", "codec", "quality", "point", "decoder", "sampler", "steps", "eta", "seed", "n_seeds", "nfe")
+
+
+def read_record(reconstructions: str | os.PathLike) -> dict[str, Any]:
+    """The decode record of a reconstruction folder, or {} when its decoder writes none (e.g. JPEG)."""
+    path = Path(reconstructions) / RECORD_NAME
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BenchError(f"{path} is not valid JSON ({err}); delete the folder and decode again") from None
+
+
+def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise BenchError(f"metrics table {path} does not exist; run `python -m bench metrics` for that point first")
+    return pd.read_csv(path)
+
+
+def _point_columns(point_id: str) -> dict[str, Any]:
+    """decoder, sampler, steps, eta and seed of a point (one sample per point: n_seeds = 1)."""
+    columns = parse_point(point_id).columns()
+    columns.pop("point")
+    return {**columns, "n_seeds": 1}
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The identifying columns first, in a fixed order; the rest as they came."""
+    first = [c for c in LEADING if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def collect(
+    summaries: Sequence[str | os.PathLike],
+    per_images: Sequence[str | os.PathLike],
+    reconstructions: Sequence[str | os.PathLike],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join the points' tables and records; the three sequences are aligned point by point."""
+    if not len(summaries) == len(per_images) == len(reconstructions):
+        raise BenchError("tables needs as many --summaries as --per-image and --reconstructions paths")
+    summary_rows, image_frames = [], []
+    for summary_path, image_path, folder in zip(summaries, per_images, reconstructions):
+        summary = _read_csv(summary_path)
+        if len(summary) != 1 or "point" not in summary.columns:
+            raise BenchError(f"{summary_path} must hold one labelled row (with a 'point' column)")
+        row = summary.iloc[0].to_dict()
+        extra = _point_columns(row["point"])
+        record = read_record(folder)
+        extra |= {key: record.get(key) for key in RECORD_FIELDS}
+        if extra["nfe"] is None and extra["decoder"] != "diffusion":
+            extra["nfe"] = 0  # no network evaluations beyond the codec's own transform
+        summary_rows.append(row | extra)
+        images = _read_csv(image_path)
+        image_frames.append(images.assign(**{k: extra[k] for k in ("decoder", "sampler", "steps", "eta", "seed")}))
+    return _ordered(pd.concat(image_frames, ignore_index=True)), _ordered(pd.DataFrame(summary_rows))
+
+
+def write_csv(frame: pd.DataFrame, dest: str | os.PathLike) -> None:
+    """Write a table atomically (no partial CSV if anything fails)."""
+    with atomic_path(dest) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    per_image, summary = collect(args.summaries, args.per_image, args.reconstructions)
+    write_csv(per_image, args.out_per_image)
+    write_csv(summary, args.out_summary)
+    print(f"{len(summary)} points, {len(per_image)} image rows -> {args.out_summary}, {args.out_per_image}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``tables``."""
+    parser = subparsers.add_parser("tables", help="gather per-point metrics and decode records into dataset tables")
+    parser.add_argument("--summaries", nargs="+", required=True, metavar="CSV", help="one summary CSV per point")
+    parser.add_argument("--per-image", nargs="+", required=True, metavar="CSV", help="the per-image CSVs, same order")
+    parser.add_argument("--reconstructions", nargs="+", required=True, metavar="DIR",
+                        help=f"the reconstruction folders (holding {RECORD_NAME}), same order")
+    parser.add_argument("--out-per-image", required=True, metavar="CSV")
+    parser.add_argument("--out-summary", required=True, metavar="CSV")
+    parser.set_defaults(func=_cmd_tables)

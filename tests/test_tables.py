@@ -1,0 +1,61 @@
+"""Dataset tables: per-point metrics and decode records are joined with parsed point columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.tables import collect
+from bench.utils import BenchError
+
+
+def _point(tmp_path: Path, point: str, psnr: float, record: dict | None) -> tuple[Path, Path, Path]:
+    labels = {"dataset": "kodak", "codec": "mbt2018-mean", "quality": 1, "point": point}
+    summary = tmp_path / f"{point}_summary.csv"
+    per_image = tmp_path / f"{point}.csv"
+    folder = tmp_path / point
+    folder.mkdir()
+    pd.DataFrame([labels | {"psnr": psnr, "psnr_ci_lo": psnr - 1, "psnr_ci_hi": psnr + 1}]).to_csv(summary, index=False)
+    pd.DataFrame([labels | {"image": f"im{i}", "psnr": psnr + i} for i in range(2)]).to_csv(per_image, index=False)
+    if record is not None:
+        (folder / "decode.json").write_text(json.dumps(record))
+    return summary, per_image, folder
+
+
+def test_collect_joins_records_and_point_columns(tmp_path: Path) -> None:
+    msh = _point(tmp_path, "msh", 25.0, {"decode_s_per_image": 0.2, "msh_weights": "ab"})
+    ddim = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, {"nfe": 10, "decode_s_per_image": 3.0, "decoder_weights": "cd"})
+    per_image, summary = collect(*zip(msh, ddim))
+    assert list(summary["point"]) == ["msh", "ddim-k10-eta0-s0"]
+    assert list(summary["nfe"]) == [0, 10]
+    ddim_row = summary.iloc[1]
+    assert (ddim_row["decoder"], ddim_row["sampler"], ddim_row["steps"], ddim_row["eta"]) == ("diffusion", "ddim", 10, 0.0)
+    assert summary.iloc[0]["decoder"] == "msh" and summary.iloc[0]["decode_s_per_image"] == 0.2
+    assert len(per_image) == 4 and set(per_image["sampler"].dropna()) == {"ddim"}
+    assert list(summary.columns[:4]) == ["dataset", "codec", "quality", "point"]
+
+
+def test_missing_table_is_a_clear_error(tmp_path: Path) -> None:
+    summary, per_image, folder = _point(tmp_path, "msh", 25.0, None)
+    with pytest.raises(BenchError, match="does not exist"):
+        collect([summary], [tmp_path / "nope.csv"], [folder])
+    (folder / "decode.json").write_text("{broken")
+    with pytest.raises(BenchError, match="not valid JSON"):
+        collect([summary], [per_image], [folder])
+
+
+def test_cli_writes_both_tables_or_nothing(tmp_path: Path) -> None:
+    summary, per_image, folder = _point(tmp_path, "msh", 25.0, {})
+    out = tmp_path / "results"
+    args = ["tables", "--summaries", str(summary), "--per-image", str(per_image), "--reconstructions", str(folder),
+            "--out-per-image", str(out / "per_image.csv"), "--out-summary", str(out / "summary.csv")]
+    assert main(args) == 0
+    assert pd.read_csv(out / "summary.csv")["nfe"].tolist() == [0]
+    bad = [a if a != str(per_image) else str(tmp_path / "missing.csv") for a in args]
+    bad[-1] = str(out / "summary2.csv")
+    assert main(bad) == 2
+    assert not (out / "summary2.csv").exists()
