@@ -8,11 +8,18 @@ Every decoder reads the same MSH containers, so the MSH weights (``--checkpoint 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from bench.codec.commands import add_codec_arguments
-from bench.codec.files import bitstream_paths, codec_for_streams, decode_path
+from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
+from bench.points import SAMPLER_NAMES
+from bench.utils import BenchError, atomic_path, device_description, resolve_device
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,74 @@ def _run_msh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("--decoder diffusion")
+    group.add_argument("--decoder-checkpoint", help="diffusion decoder checkpoint (from train-decoder)")
+    group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="bench.samplers registry name")
+    group.add_argument("--steps", type=int, help="sampling steps K (network evaluations per sample)")
+    group.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default 0: deterministic)")
+    group.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
+                       help="one sample per seed (default 0); several seeds need {seed} in OUTPUT")
+    group.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True,
+                       help="clamp the x0 estimate to [-1, 1] at every step (default: on, as the paper)")
+
+
+def _run_diffusion(args: argparse.Namespace) -> int:
+    from bench.diffusion.decode import decode_diffusion  # imports diffusers only when used
+
+    for flag in ("decoder_checkpoint", "sampler", "steps"):
+        if getattr(args, flag) is None:
+            raise BenchError(f"--decoder diffusion needs --{flag.replace('_', '-')}")
+    written = decode_diffusion(
+        args.input, args.output, decoder_checkpoint=args.decoder_checkpoint, msh_checkpoint=args.checkpoint,
+        pretrained=args.pretrained, sampler=args.sampler, steps=args.steps, eta=args.eta, seeds=args.seeds,
+        clip=args.clip, device=args.device, batch_size=args.batch_size,
+    )
+    print(f"wrote {len(written)} diffusion reconstruction(s) to {args.output}")
+    return 0
+
+
 DECODERS: dict[str, Decoder] = {
     "msh": Decoder(run=_run_msh, help="the codec's own synthesis transform g_s (MSE-optimised)"),
+    "diffusion": Decoder(
+        run=_run_diffusion,
+        add_arguments=_add_diffusion_arguments,
+        help="the conditional diffusion decoder, sampled with --sampler/--steps/--eta/--seed",
+    ),
 }
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA ``max_memory_allocated``, else the peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def write_record(args: argparse.Namespace, seconds: float) -> None:
+    """The decode record the tables read: wall time per image (model loading included), peak memory,
+    and the MSH weights hash of the bitstreams (from their headers)."""
+    streams = bitstream_paths(args.input)
+    device = resolve_device(args.device)
+    record = {
+        "decoder": args.decoder,
+        "n_images": len(streams),
+        "seconds": seconds,
+        "decode_s_per_image": seconds / len(streams),
+        "peak_mem_mb": peak_memory_mb(device),
+        "msh_weights": read_header(streams[0]).weights_hash,
+        "device": device_description(device),
+    }
+    with atomic_path(args.record) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _cmd_decode(args: argparse.Namespace) -> int:
-    return DECODERS[args.decoder].run(args)
+    start = time.perf_counter()
+    status = DECODERS[args.decoder].run(args)
+    if args.record:
+        write_record(args, time.perf_counter() - start)
+    return status
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +117,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", help="a .bin file or a folder of them")
     parser.add_argument("output", help="the PNG (or the folder for NAME.png files)")
     parser.add_argument("--decoder", required=True, choices=sorted(DECODERS), help=f"one of: {choices}")
+    parser.add_argument("--record", metavar="JSON",
+                        help="write the decode's wall time per image, peak memory and MSH weights hash here")
     add_codec_arguments(parser)
     for decoder in DECODERS.values():
         decoder.add_arguments(parser)

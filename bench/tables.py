@@ -22,21 +22,39 @@ import pandas as pd
 from bench.points import parse_point
 from bench.utils import BenchError, atomic_path
 
-RECORD_NAME = "decode.json"
-# Fields of a decode record copied into the summary row (absent fields stay empty).
+RECORD_NAME = "decode.json"  # written by `decode --record`: timing, memory, MSH weights hash
+DIFFUSION_RECORD_NAME = "decode_config.json"  # written by the diffusion decoder: sampler and checkpoint
 RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho")
 LEADING = ("dataset", "codec", "quality", "point", "decoder", "sampler", "steps", "eta", "seed", "n_seeds", "nfe")
 
 
-def read_record(reconstructions: str | os.PathLike) -> dict[str, Any]:
-    """The decode record of a reconstruction folder, or {} when its decoder writes none (e.g. JPEG)."""
-    path = Path(reconstructions) / RECORD_NAME
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON record, {} when absent (a decoder that writes none, e.g. JPEG)."""
     if not path.exists():
         return {}
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise BenchError(f"{path} is not valid JSON ({err}); delete the folder and decode again") from None
+
+
+def read_record(reconstructions: str | os.PathLike) -> dict[str, Any]:
+    """The table fields of a reconstruction folder's records (see :data:`RECORD_FIELDS`).
+
+    ``nfe`` is the number of network evaluations per image (the diffusion record's count of
+    scheduler steps); timing, memory and the MSH weights hash come from ``decode.json``.
+    """
+    folder = Path(reconstructions)
+    fields = _read_json(folder / RECORD_NAME)
+    diffusion = _read_json(folder / DIFFUSION_RECORD_NAME)
+    if diffusion:
+        checkpoint = diffusion.get("decoder_checkpoint", {})
+        fields |= {
+            "nfe": diffusion.get("sampling", {}).get("network_evaluations"),
+            "decoder_weights": checkpoint.get("weights_hash"),
+            "rho": checkpoint.get("rho_effective"),
+        }
+    return fields
 
 
 def _read_csv(path: str | os.PathLike) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import os
 import random
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def short_list(names: Sequence[str], limit: int = 10) -> str:
+    """``a, b, c and 7 more``: a list of names short enough for a one-line error message."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:

@@ -6,6 +6,7 @@ latent is the input of ``g_s``, captured with a hook; its output is ``x_hat``).
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 from pathlib import Path
@@ -318,3 +319,17 @@ def test_cli_decode_with_pretrained_offline_exits_2(
     (tmp_path / "a.bin").write_bytes(encode(codec, smooth_images(1, 64, 64))[0])
     assert main(["decode", str(tmp_path / "a.bin"), str(tmp_path / "a.png"), "--decoder", "msh", "--pretrained"]) == 2
     assert not (tmp_path / "a.png").exists()
+
+
+def test_cli_decode_record(checkpoint: Path, codec: MSHCodec, tmp_path: Path) -> None:
+    write_pngs(tmp_path / "img", [(64, 64), (72, 100)])
+    assert main(["encode", str(tmp_path / "img"), str(tmp_path / "bits"), "--quality", "1",
+                 "--checkpoint", str(checkpoint)]) == 0
+    record_path = tmp_path / "out" / "decode.json"
+    assert main(["decode", str(tmp_path / "bits"), str(tmp_path / "out"), "--decoder", "msh",
+                 "--checkpoint", str(checkpoint), "--record", str(record_path)]) == 0
+    record = json.loads(record_path.read_text())
+    assert record["n_images"] == 2 and record["decoder"] == "msh"
+    assert record["msh_weights"] == codec.weights_hash
+    assert record["decode_s_per_image"] == pytest.approx(record["seconds"] / 2)
+    assert record["peak_mem_mb"] > 0

@@ -13,7 +13,8 @@ from bench.tables import collect
 from bench.utils import BenchError
 
 
-def _point(tmp_path: Path, point: str, psnr: float, record: dict | None) -> tuple[Path, Path, Path]:
+def _point(tmp_path: Path, point: str, psnr: float, record: dict | None,
+           diffusion: dict | None = None) -> tuple[Path, Path, Path]:
     labels = {"dataset": "kodak", "codec": "mbt2018-mean", "quality": 1, "point": point}
     summary = tmp_path / f"{point}_summary.csv"
     per_image = tmp_path / f"{point}.csv"
@@ -23,18 +24,23 @@ def _point(tmp_path: Path, point: str, psnr: float, record: dict | None) -> tupl
     pd.DataFrame([labels | {"image": f"im{i}", "psnr": psnr + i} for i in range(2)]).to_csv(per_image, index=False)
     if record is not None:
         (folder / "decode.json").write_text(json.dumps(record))
+    if diffusion is not None:
+        (folder / "decode_config.json").write_text(json.dumps(diffusion))
     return summary, per_image, folder
 
 
 def test_collect_joins_records_and_point_columns(tmp_path: Path) -> None:
     msh = _point(tmp_path, "msh", 25.0, {"decode_s_per_image": 0.2, "msh_weights": "ab"})
-    ddim = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, {"nfe": 10, "decode_s_per_image": 3.0, "decoder_weights": "cd"})
+    ddim = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, {"decode_s_per_image": 3.0},
+                  {"sampling": {"network_evaluations": 10},
+                   "decoder_checkpoint": {"weights_hash": "cd", "rho_effective": 0.0}})
     per_image, summary = collect(*zip(msh, ddim))
     assert list(summary["point"]) == ["msh", "ddim-k10-eta0-s0"]
     assert list(summary["nfe"]) == [0, 10]
     ddim_row = summary.iloc[1]
     assert (ddim_row["decoder"], ddim_row["sampler"], ddim_row["steps"], ddim_row["eta"]) == ("diffusion", "ddim", 10, 0.0)
     assert summary.iloc[0]["decoder"] == "msh" and summary.iloc[0]["decode_s_per_image"] == 0.2
+    assert (ddim_row["decoder_weights"], ddim_row["rho"], ddim_row["decode_s_per_image"]) == ("cd", 0.0, 3.0)
     assert len(per_image) == 4 and set(per_image["sampler"].dropna()) == {"ddim"}
     assert list(summary.columns[:4]) == ["dataset", "codec", "quality", "point"]
 

@@ -25,16 +25,12 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from bench.metrics.evaluate import match_images
-from bench.utils import BenchError, atomic_path
+from bench.utils import BenchError, atomic_path, short_list
 
 log = logging.getLogger(__name__)
 
 BPP_COLUMNS: tuple[str, ...] = ("image", "bpp")
 
-
-def _listing(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def image_size(path: Path, *, require_rgb: bool = False) -> tuple[int, int]:
@@ -62,13 +58,13 @@ def bitstream_files(folder: str | Path, names: Sequence[str]) -> dict[str, Path]
             by_stem.setdefault(path.stem, []).append(path)
     missing = [name for name in names if name not in by_stem]
     if missing:
-        raise BenchError(f"no bitstream in {folder} for {_listing(missing)}; name each file after its image")
+        raise BenchError(f"no bitstream in {folder} for {short_list(missing)}; name each file after its image")
     ambiguous = [name for name in names if len(by_stem[name]) > 1]
     if ambiguous:
-        raise BenchError(f"several files share an image's stem in {folder}: {_listing(ambiguous)}; keep one per image")
+        raise BenchError(f"several files share an image's stem in {folder}: {short_list(ambiguous)}; keep one per image")
     empty = [name for name in names if by_stem[name][0].stat().st_size == 0]
     if empty:
-        raise BenchError(f"empty bitstreams in {folder}: {_listing(empty)}")
+        raise BenchError(f"empty bitstreams in {folder}: {short_list(empty)}")
     return {name: by_stem[name][0] for name in names}
 
 
@@ -84,18 +80,18 @@ def read_bpp_table(path: str | Path, names: Sequence[str]) -> dict[str, float]:
     table["image"] = table["image"].map(lambda name: Path(name).stem)  # "kodim01.png" and "kodim01" both work
     duplicated = sorted(set(table.loc[table["image"].duplicated(), "image"]))
     if duplicated:
-        raise BenchError(f"bpp table {path} lists images more than once: {_listing(duplicated)}")
+        raise BenchError(f"bpp table {path} lists images more than once: {short_list(duplicated)}")
     missing = sorted(set(names) - set(table["image"]))
     extra = sorted(set(table["image"]) - set(names))
     if missing or extra:
         raise BenchError(
             f"bpp table {path} does not match the reference images: "
-            f"missing {_listing(missing) or 'none'}; unknown {_listing(extra) or 'none'}"
+            f"missing {short_list(missing) or 'none'}; unknown {short_list(extra) or 'none'}"
         )
     bpp = pd.to_numeric(table["bpp"], errors="coerce")
     bad = sorted(table.loc[~(bpp > 0) | ~bpp.map(math.isfinite), "image"])
     if bad:
-        raise BenchError(f"bpp table {path} has no positive finite bpp for {_listing(bad)}")
+        raise BenchError(f"bpp table {path} has no positive finite bpp for {short_list(bad)}")
     return dict(zip(table["image"], bpp.astype(float), strict=True))
 
 
@@ -123,7 +119,7 @@ def check_byo(
             wrong.append(f"{pair.stem} ({got[0]}x{got[1]}, reference {sizes[pair.stem][0]}x{sizes[pair.stem][1]})")
     if wrong:
         raise BenchError(
-            f"reconstructions in {reconstructions} differ in size from their references: {_listing(wrong)}"
+            f"reconstructions in {reconstructions} differ in size from their references: {short_list(wrong)}"
         )
     names = [pair.stem for pair in pairs]
     if bitstreams is not None:

@@ -47,7 +47,7 @@ from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
 from bench.metrics.swd import swd
 from bench.metrics.weights import resolve_backbones
-from bench.utils import BenchError, code_version, device_description, resolve_device
+from bench.utils import BenchError, code_version, device_description, resolve_device, short_list
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +120,6 @@ class MetricsTables:
     summary: pd.DataFrame
 
 
-def _listing(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
 
 def _pngs_by_stem(folder: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
@@ -147,9 +143,9 @@ def match_images(
     if missing or extra:
         problems = []
         if missing:
-            problems.append(f"missing reconstructions for {_listing(missing)}")
+            problems.append(f"missing reconstructions for {short_list(missing)}")
         if extra:
-            problems.append(f"reconstructions without a reference: {_listing(extra)}")
+            problems.append(f"reconstructions without a reference: {short_list(extra)}")
         raise BenchError(
             f"{reconstructions_dir} does not match the references in {reference_dir}: {'; '.join(problems)}"
         )
@@ -158,7 +154,7 @@ def match_images(
         bitstreams = {stem: Path(bitstreams_dir) / f"{stem}.bin" for stem in references}
         absent = sorted(stem for stem, path in bitstreams.items() if not path.is_file())
         if absent:
-            raise BenchError(f"bitstreams missing in {bitstreams_dir}: {_listing([f'{s}.bin' for s in absent])}")
+            raise BenchError(f"bitstreams missing in {bitstreams_dir}: {short_list([f'{s}.bin' for s in absent])}")
     return [ImagePair(stem, references[stem], reconstructions[stem], bitstreams[stem]) for stem in sorted(references)]
 
 

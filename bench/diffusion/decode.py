@@ -1,0 +1,202 @@
+"""Decode MSH bitstreams with the conditional diffusion decoder (``decode --decoder diffusion``).
+
+The bitstream is entropy-decoded exactly as the MSH decoder does it (``bench.codec.decode_latent``),
+so both decoders read the same ``y_hat``; the sampler, not the bitrate, picks the point. Per batch
+of same-size images the conditioning (latent-decoder maps, MSH reconstruction when the decoder
+reads it) is computed once and every seed is sampled in the same network calls.
+
+Outputs, all written atomically, PNGs first and the record last:
+
+- a file ``IN.bin`` → ``OUT.png`` and its record ``OUT.json`` beside it;
+- a folder ``IN/`` → ``OUT/{image}.png`` and one ``OUT/decode_config.json`` for the folder.
+
+With several seeds, ``OUT`` must contain ``{seed}`` and is formatted once per seed, e.g.
+``work/kodak/q1/ddpm-k100-s{seed}`` writes one point folder per seed. The record holds the full
+diffusers scheduler config, sampler, steps, eta, seed, clipping, the decoder and MSH checkpoints
+(file sha256 and weights hashes), the bitstreams' sha256, device and code version: enough to redo
+the decode bit for bit on the same device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from tqdm import tqdm
+
+from bench.codec import (
+    DecodedLatent,
+    MSHCodec,
+    bitstream_paths,
+    codec_for_streams,
+    decode_latent,
+    synthesize_batch,
+    unpad,
+    write_png,
+)
+from bench.codec.files import read_stream
+from bench.diffusion.model import DiffusionDecoder, load_decoder
+from bench.samplers import SamplingPlan, check_seeds, plan_sampling, sample_with_plan
+from bench.utils import BenchError, atomic_path, code_version, device_description, sha256_file
+
+FOLDER_RECORD = "decode_config.json"
+SEED_FIELD = "{seed}"
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """What to decode: bitstreams in, one output location per seed, and whether it is a folder."""
+
+    streams: list[Path]
+    outputs: dict[int, Path]  # seed -> PNG file or folder
+    folder: bool
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds, in the order given."""
+        return list(self.outputs)
+
+    def png(self, seed: int, stream: Path) -> Path:
+        """The PNG written for ``stream`` with ``seed``."""
+        out = self.outputs[seed]
+        return out / f"{stream.stem}.png" if self.folder else out
+
+    def record_path(self, seed: int) -> Path:
+        """Where the JSON record of ``seed``'s outputs goes."""
+        out = self.outputs[seed]
+        return out / FOLDER_RECORD if self.folder else out.with_suffix(".json")
+
+
+def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int]) -> DecodeJob:
+    """Resolve inputs and per-seed outputs; several seeds need ``{seed}`` in ``dst``."""
+    seeds = check_seeds(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"'seeds' repeat a seed: {seeds}")
+    dst = str(dst)
+    if len(seeds) > 1 and SEED_FIELD not in dst:
+        raise BenchError(f"several seeds {seeds} need '{SEED_FIELD}' in the output path (e.g. out/ddpm-k100-s{{seed}}), got {dst}")
+    outputs = {seed: Path(dst.replace(SEED_FIELD, str(seed))) for seed in seeds}
+    folder = Path(src).is_dir()
+    if not folder and any(out.is_dir() for out in outputs.values()):
+        raise BenchError(f"input {src} is one bitstream, so the output must be a PNG file path, not a folder ({dst})")
+    return DecodeJob(streams=bitstream_paths(src), outputs=outputs, folder=folder)
+
+
+def check_decoder_matches_codec(model: DiffusionDecoder, codec: MSHCodec, checkpoint: str | os.PathLike) -> None:
+    """The decoder must have been trained on the latents of the codec that wrote the bitstreams."""
+    trained_on = model.checkpoint_info.get("msh", {}).get("weights_hash")
+    if trained_on is not None and trained_on != codec.weights_hash:
+        raise BenchError(
+            f"decoder {checkpoint} was trained on MSH weights {trained_on}, but the bitstreams come from MSH weights "
+            f"{codec.weights_hash} (quality {codec.quality}); use the decoder checkpoint of that codec"
+        )
+
+
+def _batches(latents: Sequence[DecodedLatent], batch_size: int) -> list[list[int]]:
+    """Indices of ``latents`` grouped by padded size, each group cut into chunks of ``batch_size``."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, latent in enumerate(latents):
+        by_shape.setdefault(tuple(latent.y_hat.shape), []).append(i)
+    return [group[k : k + batch_size] for group in by_shape.values() for k in range(0, len(group), batch_size)]
+
+
+def decode_batch(
+    model: DiffusionDecoder, codec: MSHCodec, latents: Sequence[DecodedLatent], plan: SamplingPlan, seeds: Sequence[int]
+) -> torch.Tensor:
+    """Sample same-size latents for every seed: ``[B, S, 3, Hp, Wp]`` in [0, 1] at padded size."""
+    with torch.inference_mode():
+        y_hat = torch.cat([latent.y_hat for latent in latents]).to(codec.device)
+        x_msh = None
+        if model.config.needs_msh:
+            x_msh = torch.cat(synthesize_batch(codec, list(latents), padded=True)) * 2.0 - 1.0
+        cond = model.condition(y_hat, x_msh)
+        x0 = sample_with_plan(plan, model, cond, seeds)
+    return ((x0 + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _record(
+    plan: SamplingPlan,
+    seed: int,
+    model: DiffusionDecoder,
+    decoder_checkpoint: Path,
+    codec: MSHCodec,
+    msh_source: str,
+    streams: dict[Path, str],
+) -> dict[str, Any]:
+    info = model.checkpoint_info
+    return {
+        "decoder": "diffusion",
+        "seed": seed,
+        "sampling": plan.record(),
+        "decoder_checkpoint": {
+            "path": str(decoder_checkpoint),
+            "sha256": sha256_file(decoder_checkpoint),
+            **{k: info[k] for k in ("weights_hash", "step", "rho_effective", "msh", "code_version") if k in info},
+            "config": model.config.to_dict(),
+        },
+        "msh": {"source": msh_source, "quality": codec.quality, "weights_hash": codec.weights_hash},
+        "bitstreams": {path.name: digest for path, digest in streams.items()},
+        "device": device_description(codec.device),
+        "code_version": code_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def decode_diffusion(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    decoder_checkpoint: str | os.PathLike,
+    msh_checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = False,
+    sampler: str,
+    steps: int,
+    eta: float = 0.0,
+    seeds: Sequence[int] = (0,),
+    clip: bool = True,
+    device: str = "auto",
+    batch_size: int = 4,
+) -> list[Path]:
+    """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder; returns the PNGs written.
+
+    Every argument and every container is checked before the first output is written.
+    """
+    if batch_size < 1:
+        raise BenchError(f"'batch_size' must be >= 1, got {batch_size}")
+    job = plan_job(src, dst, seeds)
+    codec = codec_for_streams(job.streams, checkpoint=msh_checkpoint, pretrained=pretrained, device=device)
+    decoder_checkpoint = Path(decoder_checkpoint)
+    model = load_decoder(decoder_checkpoint, device=codec.device)
+    check_decoder_matches_codec(model, codec, decoder_checkpoint)
+    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip)
+    # entropy-decode (and so verify) every container before the first write
+    latents = [decode_latent(codec, read_stream(path), source=str(path)) for path in job.streams]
+
+    written: list[Path] = []
+    with tqdm(total=len(latents), desc=f"diffusion {sampler}-{steps}", unit="img") as bar:
+        for indices in _batches(latents, batch_size):
+            images = decode_batch(model, codec, [latents[i] for i in indices], plan, job.seeds)
+            for row, i in enumerate(indices):
+                for col, seed in enumerate(job.seeds):
+                    target = job.png(seed, job.streams[i])
+                    written.append(write_png(unpad(images[row, col : col + 1], latents[i].padding), target))
+            bar.update(len(indices))
+
+    digests = {path: sha256_file(path) for path in job.streams}
+    msh_source = "pretrained" if pretrained else str(msh_checkpoint)
+    for seed in job.seeds:
+        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests)
+        _write_json(job.record_path(seed), record)
+    return written

@@ -1,0 +1,507 @@
+"""Train the conditional diffusion decoder on random crops (``python -m bench train-decoder``).
+
+One step, as the paper's improved-diffusion code does it with the frozen MSH codec:
+
+1. a batch of random crops (multiples of 16) in [0, 1]; the frozen codec gives ``y_hat`` exactly as
+   decoding that crop's bitstream would (``training_latent``: padding to 64, hard rounding around
+   the hyperprior means) and the MSH reconstruction ``g_s(y_hat)``;
+2. conditioning dropout: for a ``p_uncond`` fraction of the batch ``y_hat`` and ``x_msh`` are zeroed
+   (the number of dropped samples is ``p·B`` stochastically rounded, so small batches still drop);
+3. ``t`` uniform over the full ``T``-step training schedule, ``x_t = q_sample(x0, t, eps)``;
+4. loss on the crop's pixels (padding excluded) = L1 or L2 between the output and its target,
+   weighted per sample by min-SNR (see :func:`min_snr_weight`), + the variational-bound term with a
+   stop-gradient on the mean when sigma is learned (improved DDPM's hybrid loss, λ = 0.001 on the
+   full bound, i.e. ``T/1000`` on the per-step term) + ``rho`` × LPIPS(VGG) between the crop and the
+   clamped x0 prediction.
+
+AdamW, gradient clipping, EMA weights (what :func:`bench.diffusion.model.load_decoder` returns),
+bf16 autocast and channels_last on CUDA only. Kill-safe like ``train-msh``: every
+``checkpoint_every`` steps the whole state (weights, EMA, optimiser, step, torch and sampling RNG
+states) goes to ``OUT.partial``; a rerun with the same settings resumes from it and ends with the
+same weights as an uninterrupted run. ``OUT`` is written once, at the end, with the EMA weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from bench.codec import MSHCodec, load_codec, pad, training_latent, unpad
+from bench.config import load_config
+from bench.data import RandomCrops, crop_batches, list_images
+from bench.diffusion.model import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    Condition,
+    DecoderConfig,
+    DiffusionDecoder,
+)
+from bench.diffusion.schedule import NoiseSchedule
+from bench.utils import BenchError, atomic_path, code_version, seed_everything
+
+log = logging.getLogger(__name__)
+
+VGG_WEIGHTS = "vgg16-397923af.pth"  # torchvision's VGG16 ImageNet weights, LPIPS(VGG)'s backbone
+LAMBDA_VB = 1e-3  # improved DDPM's weight of the full variational bound in the hybrid loss
+# Train settings that may change between a kill and the resumed run without changing the result.
+_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class DecoderTrainConfig:
+    """Everything that determines a trained decoder besides its architecture: ``decoder.train`` + seed."""
+
+    quality: int
+    steps: int
+    batch_size: int
+    crop: int
+    lr: float
+    weight_decay: float
+    ema: float
+    loss: str
+    rho: float
+    min_snr_gamma: float | None
+    p_uncond: float
+    grad_clip: float | None
+    checkpoint_every: int
+    seed: int
+    allow_random_backbones: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], quality: int, **overrides: Any) -> DecoderTrainConfig:
+        """Settings from a validated config; non-None ``overrides`` (steps, seed) win."""
+        values = {
+            **config["decoder"]["train"],
+            "seed": config["seed"],
+            "allow_random_backbones": config["allow_random_backbones"],
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["crop"] % 16:
+            raise BenchError(f"decoder crop {values['crop']} must be a multiple of 16 (the codec's latent stride)")
+        return cls(quality=quality, **values)
+
+
+def partial_path(out: Path) -> Path:
+    """Where the resumable training state of ``out`` lives while training runs."""
+    return out.with_name(out.name + ".partial")
+
+
+# ----------------------------------------------------------------------------- loss terms
+
+
+def vgg_weights_path() -> Path:
+    """Where torchvision (and so lpips) looks for the VGG16 weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG_WEIGHTS
+
+
+def perceptual_loss(rho: float, allow_random_backbones: bool) -> tuple[nn.Module | None, float]:
+    """LPIPS(VGG) for the ``rho`` term and the rho actually used.
+
+    The VGG weights must already be in ``$TORCH_HOME`` (nothing is downloaded here). Without them a
+    config that forbids random backbones (the paper's) stops with one BenchError naming the file;
+    the others train with rho = 0 and say so loudly. The effective rho goes into the checkpoint.
+    """
+    if rho == 0:
+        return None, 0.0
+    path = vgg_weights_path()
+    if not path.is_file():
+        where = f"{path.parent} (TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')})"
+        if not allow_random_backbones:
+            raise BenchError(
+                f"rho = {rho} needs LPIPS(VGG) weights {VGG_WEIGHTS} in {where}; copy the file there "
+                "or set decoder.train.rho: 0"
+            )
+        log.warning(
+            "!!! %s not found in %s: training WITHOUT the LPIPS term (effective rho = 0 instead of %s); "
+            "the checkpoint records rho_effective = 0 !!!",
+            VGG_WEIGHTS, where, rho,
+        )
+        return None, 0.0
+    import lpips  # heavy import, only when the term is used
+
+    net = lpips.LPIPS(net="vgg", verbose=False).eval()  # torchvision finds the weights in the cache
+    net.requires_grad_(False)
+    return net, rho
+
+
+def min_snr_weight(snr: Tensor, prediction_type: str, gamma: float) -> Tensor:
+    """Per-sample loss weight from the signal-to-noise ratio (Hang et al. 2023, min-SNR-γ).
+
+    Written as an x0-space weight ``w`` converted to each target's space (an eps error is an x0
+    error scaled by sqrt(SNR), a v error by sqrt(SNR + 1)):
+    - epsilon: w = min(SNR, γ) → weight min(SNR, γ) / SNR;
+    - v_prediction: w = clamp(SNR, 1, γ) → weight clamp(SNR, 1, γ) / (SNR + 1);
+    - sample: w = clamp(SNR, 1, γ).
+    For the x0 and v targets the x0-space weight is also floored at 1 ("truncated SNR", Salimans &
+    Ho 2022): plain min(SNR, γ) vanishes near t = T, exactly where a decoder must learn its
+    one-shot x0 from the bits. For eps a floor would make the weight 1/SNR, unbounded at t = T.
+    """
+    if prediction_type == "epsilon":
+        return snr.clamp(max=gamma) / snr
+    w = snr.clamp(min=1.0, max=gamma)
+    return w / (snr + 1) if prediction_type == "v_prediction" else w
+
+
+def uncond_keep_mask(batch: int, p_uncond: float, generator: torch.Generator) -> Tensor:
+    """Bool [batch]: False for the samples whose conditioning is dropped.
+
+    ``floor(p·B + u)`` samples (u uniform), chosen uniformly: the expected fraction is exactly
+    ``p_uncond`` at any batch size (a batch of 4 at p = 0.1 still drops a sample 40 % of the time).
+    """
+    count = math.floor(p_uncond * batch + torch.rand((), generator=generator).item())
+    keep = torch.ones(batch, dtype=torch.bool)
+    keep[torch.randperm(batch, generator=generator)[:count]] = False
+    return keep
+
+
+def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)), elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def discretized_gaussian_log_likelihood(x: Tensor, means: Tensor, log_scales: Tensor) -> Tensor:
+    """log p(x) of 8-bit pixels (scaled to [-1, 1]) under a Gaussian discretised to their bins (nats)."""
+
+    def cdf(v: Tensor) -> Tensor:  # the tanh approximation of the standard normal CDF used by DDPM
+        return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
+
+    centred, inv_std = x - means, torch.exp(-log_scales)
+    cdf_plus, cdf_min = cdf(inv_std * (centred + 1 / 255)), cdf(inv_std * (centred - 1 / 255))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    log_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
+
+
+def vb_term(schedule: NoiseSchedule, x0: Tensor, x_t: Tensor, t: Tensor, x0_pred: Tensor, var_values: Tensor) -> Tensor:
+    """Per-pixel variational-bound term in bits: KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t)), or the
+    discretised decoder NLL at t = 0. ``x0_pred`` should be detached (only the variance learns here)."""
+    true_mean = schedule.posterior_mean(x0, x_t, t)
+    true_logvar = schedule.coefficient("posterior_log_variance_clipped", t, x0.ndim)
+    model_mean = schedule.posterior_mean(x0_pred, x_t, t)
+    model_logvar = schedule.learned_range_log_variance(var_values, t)
+    kl = normal_kl(true_mean, true_logvar, model_mean, model_logvar)
+    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar)
+    return torch.where((t == 0)[:, None, None, None], nll, kl) / math.log(2.0)
+
+
+def _per_sample_mean(x: Tensor, padding: tuple[int, int, int, int]) -> Tensor:
+    """Mean over the crop's own pixels (the codec's padding removed) of a per-pixel map, per sample."""
+    return unpad(x, padding).flatten(1).mean(1)
+
+
+@dataclass
+class TrainBatch:
+    """One batch ready for the diffusion loss: target image, conditioning, and the codec padding."""
+
+    x0: Tensor  # [B, 3, Hp, Wp] padded crop in [-1, 1]
+    y_hat: Tensor  # [B, M, Hp/16, Wp/16]
+    x_msh: Tensor  # [B, 3, Hp, Wp] MSH reconstruction in [-1, 1]
+    padding: tuple[int, int, int, int]
+
+
+@torch.no_grad()
+def prepare_batch(codec: MSHCodec, crops: Tensor) -> TrainBatch:
+    """Run the frozen codec on crops in [0, 1]: ``y_hat`` as decoding yields it and ``g_s(y_hat)``."""
+    y_hat = training_latent(codec, crops)
+    x_msh = codec.net.g_s(y_hat).clamp(0, 1)
+    padded, padding = pad(crops)
+    return TrainBatch(x0=padded * 2 - 1, y_hat=y_hat, x_msh=x_msh * 2 - 1, padding=padding)
+
+
+def diffusion_loss(
+    model: DiffusionDecoder,
+    schedule: NoiseSchedule,
+    batch: TrainBatch,
+    cfg: DecoderTrainConfig,
+    generator: torch.Generator,
+    lpips_net: nn.Module | None = None,
+    rho: float = 0.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """The training loss of one batch (see the module docstring) and its parts for logging."""
+    mcfg, device, b = model.config, batch.x0.device, batch.x0.shape[0]
+    keep = uncond_keep_mask(b, cfg.p_uncond, generator).to(device)
+    t = torch.randint(0, schedule.num_steps, (b,), generator=generator).to(device)
+    noise = torch.randn(batch.x0.shape, generator=generator).to(device)
+    cond = model.drop_condition(Condition(batch.y_hat, batch.x_msh if mcfg.needs_msh else None, None), keep)
+    x_t = schedule.q_sample(batch.x0, t, noise)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = model(x_t, schedule.to_model_time(t), cond)
+    out = out.float()
+    pred, var_values = out[:, :3], out[:, 3:]
+    target = schedule.target(mcfg.prediction_type, batch.x0, noise, t)
+    err = (pred - target).abs() if cfg.loss == "l1" else (pred - target) ** 2
+    per_sample = _per_sample_mean(err, batch.padding)
+    if cfg.min_snr_gamma is not None:
+        per_sample = per_sample * min_snr_weight(schedule.snr(t), mcfg.prediction_type, cfg.min_snr_gamma)
+    loss = per_sample.mean()
+    stats = {"mse" if cfg.loss == "l2" else "mae": loss.item()}
+    x0_pred = schedule.predict_x0(mcfg.prediction_type, pred, x_t, t)
+    if mcfg.learn_sigma:
+        vb = _per_sample_mean(vb_term(schedule, batch.x0, x_t, t, x0_pred.detach(), var_values), batch.padding)
+        vb = vb.mean() * (LAMBDA_VB * schedule.num_steps)
+        loss = loss + vb
+        stats["vb"] = vb.item()
+    if lpips_net is not None and rho > 0:
+        lp = lpips_net(unpad(batch.x0, batch.padding), unpad(x0_pred.clamp(-1, 1), batch.padding)).mean()
+        loss = loss + rho * lp
+        stats["lpips"] = lp.item()
+    stats["loss"] = loss.item()
+    return loss, stats
+
+
+# ----------------------------------------------------------------------------- training state
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state (buffers copied as they are).
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (diffusers'
+    ``EMAModel`` habit), so a short CPU run is not dominated by its random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the shadow weights towards the model's current weights."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[name].lerp_(value.detach(), 1.0 - decay)
+            else:
+                self.shadow[name].copy_(value)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Shadow weights (on the CPU) and update count."""
+        return {"shadow": {k: v.detach().cpu() for k, v in self.shadow.items()}, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (onto the shadow tensors' devices)."""
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)
+        self.updates = int(state["updates"])
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "sampling": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampling"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[str, Tensor], **fields: Any) -> None:
+    """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(),
+        "code_version": code_version(),
+        **fields,
+        "ema": {k: v.detach().cpu() for k, v in weights.items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+@dataclass
+class _Run:
+    """The mutable state of one training run."""
+
+    model: DiffusionDecoder
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int = 0
+
+
+def _metadata(cfg: DecoderTrainConfig, codec: MSHCodec, msh_checkpoint: Path, rho: float) -> dict[str, Any]:
+    """What every checkpoint records about how it was trained (the effective rho included)."""
+    return {
+        "train": dataclasses.asdict(cfg),
+        "rho_effective": rho,
+        "msh": {"checkpoint": str(msh_checkpoint), "quality": codec.quality, "weights_hash": codec.weights_hash},
+    }
+
+
+def _save_partial(path: Path, run: _Run, meta: dict[str, Any]) -> None:
+    save_decoder(
+        path,
+        run.model.config,
+        run.ema.shadow,
+        **meta,
+        step=run.step,
+        model=run.model.state_dict(),
+        ema_state=run.ema.state_dict(),
+        optimizer=run.optimizer.state_dict(),
+        rng=_rng_state(run.generator),
+    )
+
+
+def _resume(path: Path, run: _Run, meta: dict[str, Any]) -> None:
+    """Restore a run from a partial checkpoint written with the same settings."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = {"train": state["train"], "msh": state["msh"], "config": state["config"]}
+    except Exception as err:  # a torn or foreign file: say which and how to start over
+        raise BenchError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
+    now = {"train": meta["train"], "msh": meta["msh"], "config": run.model.config.to_dict()}
+    changed = [
+        f"{section}.{k}: {saved[section].get(k)!r} -> {v!r}"
+        for section in ("train", "config", "msh")
+        for k, v in now[section].items()
+        if saved[section].get(k) != v and not (section == "train" and k in _RESUMABLE_CHANGES)
+        and not (section == "msh" and k == "checkpoint")
+    ]
+    if changed:
+        raise BenchError(f"{path} was trained with other settings ({', '.join(changed)}); delete it to start over")
+    run.model.load_state_dict(state["model"])
+    run.ema.load_state_dict(state["ema_state"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], run.generator)
+    run.step = int(state["step"])
+
+
+def _batches(images: Sequence[Path], cfg: DecoderTrainConfig, skip: int) -> Iterator[Tensor]:
+    """The seeded crop-batch stream, ``skip`` batches in (what a resumed run has already seen)."""
+    batches = crop_batches(RandomCrops(images, cfg.crop, seed=cfg.seed), cfg.batch_size)
+    for _ in range(skip):
+        next(batches)
+    return batches
+
+
+def _train_step(run: _Run, schedule: NoiseSchedule, batch: TrainBatch, cfg: DecoderTrainConfig,
+                lpips_net: nn.Module | None, rho: float) -> dict[str, float]:
+    """One optimiser step with the NaN guard, gradient clipping and the EMA update."""
+    run.model.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss, stats = diffusion_loss(run.model, schedule, batch, cfg, run.generator, lpips_net, rho)
+    if not torch.isfinite(loss):
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in stats.items())
+        raise BenchError(
+            f"decoder training diverged at step {run.step + 1}: loss is not finite ({parts}); the last good state "
+            "is the .partial checkpoint beside --out (if any). Lower decoder.train.lr or set grad_clip"
+        )
+    loss.backward()
+    if cfg.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.optimizer.step()
+    run.ema.update(run.model)
+    run.step += 1
+    return stats
+
+
+def train_decoder(
+    config: DecoderConfig,
+    cfg: DecoderTrainConfig,
+    codec: MSHCodec,
+    msh_checkpoint: str | os.PathLike,
+    images: Sequence[Path],
+    out: str | os.PathLike,
+) -> Path:
+    """Train (or resume training) a decoder for ``codec`` on random crops of ``images``; save to ``out``.
+
+    The codec is frozen (eval mode, no gradients) and defines the device.
+    """
+    out, device = Path(out), codec.device
+    seed_everything(cfg.seed)
+    lpips_net, rho = perceptual_loss(cfg.rho, cfg.allow_random_backbones)
+    model = DiffusionDecoder(config)
+    model.init_from_codec(codec.net.g_s.state_dict())
+    model.to(device)
+    if lpips_net is not None:
+        lpips_net.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    codec.net.eval().requires_grad_(False)
+    run = _Run(
+        model=model,
+        ema=EMA(model, cfg.ema),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        generator=torch.Generator().manual_seed(cfg.seed + 1),
+    )
+    meta = _metadata(cfg, codec, Path(msh_checkpoint), rho)
+    partial = partial_path(out)
+    if partial.is_file():
+        _resume(partial, run, meta)
+        log.info("resuming %s from step %d", partial, run.step)
+    schedule = model.noise_schedule(respacing=None)
+    batches = _batches(images, cfg, skip=run.step)
+    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar:
+        while run.step < cfg.steps:
+            batch = prepare_batch(codec, next(batches).to(device))
+            stats = _train_step(run, schedule, batch, cfg, lpips_net, rho)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
+            if run.step % cfg.checkpoint_every == 0 and run.step < cfg.steps:
+                _save_partial(partial, run, meta)
+    save_decoder(out, config, run.ema.shadow, **meta, step=run.step)
+    partial.unlink(missing_ok=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def train_from_config(
+    config_path: str | os.PathLike,
+    quality: int,
+    msh_checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    steps: int | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+) -> Path:
+    """``train-decoder``: read the config, load the frozen MSH codec, train, write ``out``."""
+    config = load_config(config_path)
+    cfg = DecoderTrainConfig.from_config(config, quality, steps=steps, seed=seed)
+    codec = load_codec(quality, checkpoint=msh_checkpoint, device=device or config["device"])
+    model_config = DecoderConfig.from_section(config["decoder"]["model"], codec.net.M, codec.net.N)
+    return train_decoder(model_config, cfg, codec, msh_checkpoint, list_images(data), out)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    out = train_from_config(
+        args.config, args.quality, args.msh_checkpoint, args.data, args.out,
+        steps=args.steps, device=args.device, seed=args.seed,
+    )
+    print(f"decoder written to {out}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train-decoder``."""
+    p = subparsers.add_parser("train-decoder", help="train the conditional diffusion decoder for one MSH quality")
+    p.add_argument("--config", required=True, help="YAML config (its decoder section and seed are used)")
+    p.add_argument("--quality", type=int, required=True, help="MSH quality the decoder is trained for")
+    p.add_argument("--msh-checkpoint", required=True, help="frozen MSH codec weights (from train-msh)")
+    p.add_argument("--data", required=True, help="folder of training PNGs (random crops are taken)")
+    p.add_argument("--out", required=True, help="decoder checkpoint to write (OUT.partial while training)")
+    p.add_argument("--steps", type=int, help="override decoder.train.steps")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.set_defaults(func=_cmd_train)

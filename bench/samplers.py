@@ -1,0 +1,407 @@
+"""Sampler registry of the diffusion decoder: diffusers schedulers driven by one batched loop.
+
+Every sampler is a diffusers scheduler (the implementation we use, not re-implement) built from the
+decoder's own :class:`~bench.diffusion.schedule.NoiseSchedule` through ``trained_betas``, so the
+betas the network was trained on are the betas it is sampled with. A new sampler is one entry of
+:data:`SAMPLERS`.
+
+Choices made on purpose (the JSON written beside every output records them):
+
+- **Respacing.** ``ddpm`` and ``ddim`` run on the decoder's schedule respaced to K steps
+  (improved-diffusion's ``SpacedDiffusion``, which the paper's code samples with): the scheduler
+  is built on those K betas and visits all K of its steps, so the posterior variance, the
+  learned-range interpolation and DDIM's "previous step" are those of the respaced chain. (Letting
+  diffusers' DDIM pick K timesteps of the full schedule would step to ``t - T//K``, which is not the
+  next visited step under ``linspace`` spacing.) The respacing itself is evenly spaced with both
+  ends kept (``space_timesteps``), i.e. diffusers' ``linspace``; ``timestep_spacing="linspace"`` is
+  set explicitly, and with K of K steps every spacing visits every step.
+  ``dpmpp`` is a continuous-time solver: it runs on the full training schedule and picks its own K
+  timesteps (``linspace``, the diffusers default for DPM-Solver), ending with a jump to sigma 0.
+- **Model time.** The scheduler's timesteps index its schedule; the network is given
+  ``schedule.timestep_map[t]``, the original training-time index.
+- **Clipping** (``clip``, config ``sampling.clip_denoised``, paper: on). The x0 estimate is clamped
+  to [-1, 1] at every step: ``clip_sample`` for DDPM/DDIM (DDIM also re-derives eps from the clipped
+  x0, as improved-diffusion's ``ddim_sample`` does), and for DPM-Solver++ its dynamic thresholding
+  with ``sample_max_value=1``, which is exactly clamping to [-1, 1].
+- **Variance.** DDPM uses the model's learned-range variance when it learned sigma, else the
+  posterior variance (``fixed_small``): with few respaced steps ``fixed_large`` adds noise the
+  last, nearly clean step cannot remove. Other samplers read only the mean channels.
+- **Seeds.** Every (image, seed) sample draws its initial noise and every later noise from its own
+  ``torch.Generator`` seeded with its seed, so the same seed on the same device gives the same
+  noise whatever else is in the batch (bit-identical output for a batch-invariant network).
+
+The loop is written so that the decode-time knobs of issue 11 slot in without a rewrite: a start
+level t0 is a different initial ``x`` plus a suffix of the timesteps, classifier-free guidance a
+different ``denoise`` closure (``model.uncondition``), sample averaging a mean over the seed axis
+of the ``[B, S, C, H, W]`` result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from tqdm import tqdm
+
+from bench.diffusion.latent_decoder import NUM_STAGES
+from bench.diffusion.schedule import NoiseSchedule
+from bench.utils import BenchError
+
+# The decoder's ``prediction_type`` names → diffusers' names (the same words today; the map is the
+# single place that would change if either side renamed one).
+PREDICTION_TYPES: dict[str, str] = {"epsilon": "epsilon", "v_prediction": "v_prediction", "sample": "sample"}
+
+IMAGE_CHANNELS = 3
+LATENT_UPSAMPLING = 2**NUM_STAGES  # the latent decoder takes y_hat (H/16) to full resolution
+
+
+class ConditionLike(Protocol):
+    """What the samplers need from a conditioning (``bench.diffusion.model.Condition``)."""
+
+    y_hat: torch.Tensor  # [B, M, H/16, W/16]
+
+    def select(self, index: torch.Tensor) -> ConditionLike: ...
+
+
+class DecoderLike(Protocol):
+    """What the samplers need from a diffusion decoder (``bench.diffusion.model.DiffusionDecoder``)."""
+
+    config: Any  # .prediction_type: str, .learn_sigma: bool
+
+    def noise_schedule(self, respacing: int | None) -> NoiseSchedule: ...
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: ConditionLike) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """Model facts and user choices every scheduler builder needs."""
+
+    schedule: NoiseSchedule
+    prediction_type: str
+    learn_sigma: bool
+    clip: bool
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One registered sampler.
+
+    ``build`` makes the configured diffusers scheduler; ``respaced`` says whether it runs on the
+    decoder's schedule respaced to the step count (True) or on the full training schedule, choosing
+    its timesteps itself (False); ``takes_eta`` whether ``eta`` means anything to it;
+    ``reads_variance`` whether it consumes the learned-variance channels of a ``learn_sigma`` model;
+    ``step_kwargs(eta, generators)`` the extra arguments of its ``step``.
+    """
+
+    name: str
+    description: str
+    build: Callable[[SchedulerOptions], SchedulerMixin]
+    respaced: bool
+    takes_eta: bool
+    reads_variance: bool
+    step_kwargs: Callable[[float, list[torch.Generator]], dict[str, Any]]
+
+
+def _common_kwargs(opts: SchedulerOptions) -> dict[str, Any]:
+    """Constructor arguments shared by every scheduler: the model's betas and prediction type."""
+    return {
+        "num_train_timesteps": opts.schedule.num_steps,
+        "trained_betas": opts.schedule.betas.tolist(),
+        "prediction_type": PREDICTION_TYPES[opts.prediction_type],
+        "timestep_spacing": "linspace",
+    }
+
+
+def _exact_alphas(scheduler: SchedulerMixin, schedule: NoiseSchedule) -> SchedulerMixin:
+    """Give ``scheduler`` the schedule's float64 alphas_cumprod, rounded to float32 once.
+
+    diffusers stores ``trained_betas`` in float32 and multiplies them up again. The last beta of a
+    respaced cosine schedule is 1 - 2e-8 (K=5 of 1000), which float32 rounds to 1: abar becomes 0
+    and the eps-to-x0 conversion divides by zero (NaN). Rounding abar itself keeps it at 2.4e-9.
+    ``step``, ``add_noise`` and ``set_timesteps`` read only these tables.
+    """
+    scheduler.betas = schedule.betas.float()
+    scheduler.alphas = (1.0 - schedule.betas).float()
+    scheduler.alphas_cumprod = schedule.alphas_cumprod.float()
+    return scheduler
+
+
+def _build_ddpm(opts: SchedulerOptions) -> SchedulerMixin:
+    scheduler = DDPMScheduler(
+        **_common_kwargs(opts),
+        variance_type="learned_range" if opts.learn_sigma else "fixed_small",
+        clip_sample=opts.clip,
+        clip_sample_range=1.0,
+    )
+    return _exact_alphas(scheduler, opts.schedule)
+
+
+def _build_ddim(opts: SchedulerOptions) -> SchedulerMixin:
+    scheduler = DDIMScheduler(
+        **_common_kwargs(opts),
+        clip_sample=opts.clip,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,  # the last step lands on x0 (abar = 1), as improved-diffusion's DDIM
+    )
+    return _exact_alphas(scheduler, opts.schedule)
+
+
+def _build_dpmpp(opts: SchedulerOptions) -> SchedulerMixin:
+    scheduler = DPMSolverMultistepScheduler(
+        **_common_kwargs(opts),
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        lower_order_final=True,
+        final_sigmas_type="zero",
+        # diffusers' recommendation for cosine schedules (whose last betas are capped at 0.999):
+        # skip the first timesteps whose log-SNR is below -5.1, where x0 = (x - sigma eps)/alpha blows up.
+        lambda_min_clipped=-5.1,
+        thresholding=opts.clip,
+        dynamic_thresholding_ratio=0.995,
+        sample_max_value=1.0,  # threshold s clamped to [1, 1]: plain clamping of x0 to [-1, 1]
+    )
+    _exact_alphas(scheduler, opts.schedule)
+    # DPM-Solver also caches alpha, sigma and log-SNR tables at construction (as its __init__ does).
+    abar = opts.schedule.alphas_cumprod
+    scheduler.alpha_t = abar.sqrt().float()
+    scheduler.sigma_t = (1.0 - abar).sqrt().float()
+    scheduler.lambda_t = (0.5 * torch.log(abar / (1.0 - abar))).float()
+    scheduler.sigmas = ((1.0 - abar) / abar).sqrt().float()
+    return scheduler
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(
+        name="ddpm",
+        description="ancestral DDPM on the schedule respaced to K steps (learned-range variance when learned)",
+        build=_build_ddpm,
+        respaced=True,
+        takes_eta=False,
+        reads_variance=True,
+        step_kwargs=lambda eta, gens: {"generator": gens},
+    ),
+    "ddim": SamplerSpec(
+        name="ddim",
+        description="DDIM on the schedule respaced to K steps; eta 0 = deterministic, 1 = DDPM-like noise",
+        build=_build_ddim,
+        respaced=True,
+        takes_eta=True,
+        reads_variance=False,
+        step_kwargs=lambda eta, gens: {"eta": eta, "generator": gens, "use_clipped_model_output": True},
+    ),
+    "dpmpp": SamplerSpec(
+        name="dpmpp",
+        description="DPM-Solver++ (2nd-order multistep, deterministic) on the full training schedule (beyond the paper)",
+        build=_build_dpmpp,
+        respaced=False,
+        takes_eta=False,
+        reads_variance=False,
+        step_kwargs=lambda eta, gens: {"generator": gens},
+    ),
+}
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The registered sampler ``name``, or a BenchError listing the known ones."""
+    if name not in SAMPLERS:
+        raise BenchError(f"unknown sampler {name!r} (key 'sampler'); known: {', '.join(sorted(SAMPLERS))}")
+    return SAMPLERS[name]
+
+
+def check_sampler_args(sampler: str, steps: int, eta: float) -> SamplerSpec:
+    """Validate a (sampler, steps, eta) triple before any work; BenchError names the bad key."""
+    spec = get_sampler(sampler)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise BenchError(f"'steps' must be an integer >= 1, got {steps!r}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise BenchError(f"'eta' must lie in [0, 1], got {eta!r}")
+    if eta != 0 and not spec.takes_eta:
+        takers = ", ".join(n for n, s in SAMPLERS.items() if s.takes_eta)
+        raise BenchError(f"'eta'={eta} is not a parameter of sampler {sampler!r} (only {takers} take eta); drop it")
+    return spec
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Seeds as a list of non-negative ints (at least one), or a BenchError naming 'seeds'."""
+    seeds = list(seeds)
+    if not seeds:
+        raise BenchError("'seeds' must hold at least one seed")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise BenchError(f"'seeds' must be non-negative integers, got {seed!r}")
+    return seeds
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """Everything that fixes a sampler run except the images and seeds; cheap to build.
+
+    A plan builds a fresh scheduler for every run (multistep solvers keep state) and describes
+    itself as JSON (:meth:`record`) so an output can be reproduced from its sidecar file.
+    """
+
+    spec: SamplerSpec
+    steps: int
+    eta: float
+    options: SchedulerOptions
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        """The schedule the scheduler runs on (its timesteps index it)."""
+        return self.options.schedule
+
+    @property
+    def reads_variance(self) -> bool:
+        """Whether the scheduler is given the learned-variance channels of the model output."""
+        return self.spec.reads_variance and self.options.learn_sigma
+
+    def scheduler(self) -> SchedulerMixin:
+        """A new scheduler with its K timesteps set (on the CPU: ``step`` gets Python ints)."""
+        scheduler = self.spec.build(self.options)
+        scheduler.set_timesteps(self.steps)
+        timesteps = scheduler.timesteps
+        if timesteps.unique().numel() != timesteps.numel():
+            raise BenchError(
+                f"'steps'={self.steps} is too many for sampler {self.spec.name!r} on a "
+                f"{self.schedule.num_steps}-step schedule (timesteps repeat); use fewer steps"
+            )
+        return scheduler
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description: sampler, steps, eta, clipping, full scheduler config, timesteps."""
+        scheduler = self.scheduler()
+        timesteps = scheduler.timesteps.long()
+        return {
+            "sampler": self.spec.name,
+            "steps": self.steps,
+            "eta": self.eta if self.spec.takes_eta else None,
+            "clip_denoised": self.options.clip,
+            "prediction_type": self.options.prediction_type,
+            "learn_sigma": self.options.learn_sigma,
+            "respaced": self.spec.respaced,
+            "scheduler": json.loads(scheduler.to_json_string()),
+            "scheduler_timesteps": timesteps.tolist(),
+            "model_timesteps": self.schedule.to_model_time(timesteps).tolist(),
+            "network_evaluations": int(timesteps.numel()),
+        }
+
+
+def plan_sampling(model: DecoderLike, *, sampler: str, steps: int, eta: float = 0.0, clip: bool) -> SamplingPlan:
+    """Validate the arguments and fix the scheduler for ``model``.
+
+    ``ddpm``/``ddim`` run on ``model.noise_schedule(respacing=steps)``; ``dpmpp`` on the full
+    training schedule (``respacing=None``). ``steps`` larger than the training schedule is an error.
+    """
+    spec = check_sampler_args(sampler, steps, eta)
+    prediction_type = model.config.prediction_type
+    if prediction_type not in PREDICTION_TYPES:
+        raise BenchError(f"decoder prediction_type {prediction_type!r} has no sampler mapping; known: {sorted(PREDICTION_TYPES)}")
+    full = model.noise_schedule(respacing=None)
+    if steps > full.num_steps:
+        raise BenchError(f"'steps'={steps} exceeds the decoder's {full.num_steps} training timesteps")
+    schedule = model.noise_schedule(respacing=steps) if spec.respaced else full
+    if int(schedule.timestep_map[-1]) != full.num_steps - 1:
+        # The chain starts from x_T ~ N(0, I): its first step must be the pure-noise end.
+        raise BenchError(
+            f"'steps'={steps}: the respaced schedule ends at training step {int(schedule.timestep_map[-1])}, "
+            f"not at the pure-noise step {full.num_steps - 1}; use more steps"
+        )
+    options = SchedulerOptions(
+        schedule=schedule, prediction_type=prediction_type, learn_sigma=bool(model.config.learn_sigma), clip=bool(clip)
+    )
+    plan = SamplingPlan(spec=spec, steps=steps, eta=float(eta), options=options)
+    plan.scheduler()  # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps
+    return plan
+
+
+def image_size(cond: ConditionLike) -> tuple[int, int]:
+    """Padded (H, W) of the images a conditioning describes: the latent decoder's output size."""
+    h, w = cond.y_hat.shape[-2:]
+    return LATENT_UPSAMPLING * h, LATENT_UPSAMPLING * w
+
+
+def seed_generators(seeds: Sequence[int], num_images: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per (image, seed) sample, image-major, each seeded with its own seed."""
+    return [torch.Generator(device=device).manual_seed(seed) for _ in range(num_images) for seed in seeds]
+
+
+def denoise_loop(
+    plan: SamplingPlan,
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    generators: list[torch.Generator],
+    *,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Run ``plan``'s scheduler from ``x`` (at its first timestep) down to x0.
+
+    ``denoise(x_t, model_t)`` is one batched network call given original-time indices ``model_t``
+    ([N] long); its output is handed to ``scheduler.step`` (mean channels only, unless the sampler
+    reads the learned variance).
+    """
+    scheduler = plan.scheduler()
+    step_kwargs = plan.spec.step_kwargs(plan.eta, generators)
+    channels = x.shape[1]
+    model_times = plan.schedule.to_model_time(scheduler.timesteps.long())
+    for t, model_t in tqdm(
+        list(zip(scheduler.timesteps.tolist(), model_times.tolist())),
+        desc=f"{plan.spec.name}-{plan.steps}",
+        unit="step",
+        leave=False,
+        disable=not progress,
+    ):
+        out = denoise(x, torch.full((x.shape[0],), model_t, dtype=torch.long, device=x.device))
+        if not plan.reads_variance:
+            out = out[:, :channels]
+        x = scheduler.step(out, t, x, **step_kwargs).prev_sample
+    return x
+
+
+def sample_with_plan(
+    plan: SamplingPlan, model: DecoderLike, cond: ConditionLike, seeds: Sequence[int], *, progress: bool = True
+) -> torch.Tensor:
+    """Sample every image of ``cond`` once per seed: returns ``[B, S, 3, H, W]`` x0 in [-1, 1] scale.
+
+    ``cond`` is the decoder's conditioning for B images (``model.condition``, computed once by the
+    caller); it is repeated per seed and reused at every step, so each step is one network call on
+    B·S samples. Values are clamped only by the scheduler (``clip``); callers quantise to 8 bits.
+    """
+    seeds = check_seeds(seeds)
+    num_images = cond.y_hat.shape[0]
+    device = cond.y_hat.device
+    generators = seed_generators(seeds, num_images, device)
+    # image-major rows: image i's seeds are rows i*S .. i*S+S-1, matching ``generators``
+    batched = cond.select(torch.arange(num_images, device=device).repeat_interleave(len(seeds)))
+    shape = (num_images * len(seeds), IMAGE_CHANNELS, *image_size(cond))
+    with torch.inference_mode():
+        x = randn_tensor(shape, generator=generators, device=device, dtype=torch.float32)
+        x = denoise_loop(plan, lambda x_t, t: model(x_t, t, batched), x, generators, progress=progress)
+    return x.reshape(num_images, len(seeds), *shape[1:])
+
+
+def sample(
+    model: DecoderLike,
+    cond: ConditionLike,
+    *,
+    sampler: str,
+    steps: int,
+    eta: float = 0.0,
+    seeds: Sequence[int],
+    clip: bool,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Decode B images with ``sampler`` at ``steps`` steps for every seed: ``[B, S, 3, H, W]``.
+
+    Same seed, same device → bit-identical samples whatever the batch holds (for a network whose
+    per-sample output does not depend on the batch). Unknown sampler, ``steps < 1``, ``eta`` outside
+    [0, 1] or ``eta`` for a sampler without one, or no seeds → BenchError naming the key.
+    """
+    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip)
+    return sample_with_plan(plan, model, cond, seeds, progress=progress)

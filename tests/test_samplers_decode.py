@@ -1,0 +1,136 @@
+"""``python -m bench decode --decoder diffusion`` end to end with random-init tiny models (CPU, seconds).
+
+A tiny MSH codec and a tiny diffusion decoder are written as real checkpoint files; images are
+encoded with ``python -m bench encode`` and decoded with the diffusion decoder: right sizes, one
+folder (or file) per seed, the JSON record beside the outputs, repeatable output, and bad
+arguments stopping with exit code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from compressai.models import MeanScaleHyperprior
+from PIL import Image
+
+from bench.cli import main
+from bench.codec import MSHCodec
+from bench.codec.model import save_checkpoint
+from bench.diffusion.model import DecoderConfig, DiffusionDecoder
+from bench.diffusion.train import save_decoder
+from tests.conftest import write_png
+
+SIZES = [(40, 60), (64, 128)]  # (H, W): one needs padding, the other not; two padded sizes → two batches
+
+
+def tiny_msh(path: Path) -> MSHCodec:
+    torch.manual_seed(0)
+    net = MeanScaleHyperprior(N=16, M=24)
+    net.update(force=True)
+    save_checkpoint(path, net, quality=1, lmbda=0.0018, step=0)
+    return MSHCodec.from_net(net.eval(), quality=1, device="cpu")
+
+
+def tiny_decoder(path: Path, codec: MSHCodec, **overrides: object) -> DecoderConfig:
+    # four levels: self-attention sits at the two lowest (H/8, H/16), cheap on the CPU
+    config = DecoderConfig(latent_channels=24, num_channels=8, channel_mult=(1, 1, 1, 2), num_res_blocks=1, num_heads=1,
+                           train_timesteps=100, respacing=None, **overrides)
+    torch.manual_seed(1)
+    model = DiffusionDecoder(config)
+    msh = {"checkpoint": "tiny", "quality": 1, "weights_hash": codec.weights_hash}
+    save_decoder(path, config, model.state_dict(), msh=msh, rho_effective=0.0, step=0)
+    return config
+
+
+CONFIGS = {
+    # the default config's kind: x0 as a residual over the MSH reconstruction, MSH as input
+    "residual": {"prediction_type": "sample", "residual_over_msh": True, "msh_input": True, "learn_sigma": False},
+    # the paper's kind: eps prediction with learned-range variance, no MSH input
+    "paper": {"prediction_type": "epsilon", "learn_sigma": True},
+}
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    msh = tmp_path / "msh.pt"
+    codec = tiny_msh(msh)
+    decoders = {}
+    for name, overrides in CONFIGS.items():
+        decoders[name] = tmp_path / f"decoder-{name}.pt"
+        tiny_decoder(decoders[name], codec, **overrides)
+    images = tmp_path / "images"
+    for i, (h, w) in enumerate(SIZES):
+        write_png(images / f"img{i}.png", h, w, seed=i)
+    bits = tmp_path / "bits"
+    assert main(["encode", str(images), str(bits), "--quality", "1", "--checkpoint", str(msh)]) == 0
+    return {"msh": msh, "bits": bits, "tmp": tmp_path, **decoders}
+
+
+def decode(setup: dict[str, Path], src: Path, out: str, *extra: str, decoder: str = "residual") -> int:
+    return main(["decode", str(src), out, "--decoder", "diffusion", "--checkpoint", str(setup["msh"]),
+                 "--decoder-checkpoint", str(setup[decoder]), "--device", "cpu", *extra])
+
+
+@pytest.mark.parametrize("decoder, sampler", [("residual", "ddim"), ("paper", "ddpm"), ("residual", "dpmpp")])
+def test_folder_decode_writes_pngs_and_record_per_seed(setup: dict[str, Path], decoder: str, sampler: str) -> None:
+    out = setup["tmp"] / "out-s{seed}"
+    args = ["--sampler", sampler, "--steps", "2", "--seeds", "0", "1", "--batch-size", "2"]
+    assert decode(setup, setup["bits"], str(out), *args, decoder=decoder) == 0
+    for seed in (0, 1):
+        folder = setup["tmp"] / f"out-s{seed}"
+        for i, (h, w) in enumerate(SIZES):
+            assert Image.open(folder / f"img{i}.png").size == (w, h)
+        record = json.loads((folder / "decode_config.json").read_text())
+        assert record["seed"] == seed
+        assert record["sampling"]["sampler"] == sampler and record["sampling"]["steps"] == 2
+        assert record["sampling"]["scheduler"]["num_train_timesteps"] > 0
+        assert record["decoder_checkpoint"]["weights_hash"] and record["msh"]["quality"] == 1
+        assert sorted(record["bitstreams"]) == ["img0.bin", "img1.bin"]
+
+
+def test_single_file_is_repeatable_and_seeds_differ(setup: dict[str, Path]) -> None:
+    """Same seed → identical PNG; the paper-kind decoder starts from noise, so another seed differs."""
+    src = setup["bits"] / "img0.bin"
+    outs = {}
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        out = setup["tmp"] / f"{name}.png"
+        assert decode(setup, src, str(out), "--sampler", "ddpm", "--steps", "2", "--seed", seed, decoder="paper") == 0
+        outs[name] = np.asarray(Image.open(out))
+        assert json.loads(out.with_suffix(".json").read_text())["seed"] == int(seed)
+    assert np.array_equal(outs["a"], outs["b"])
+    assert not np.array_equal(outs["a"], outs["c"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sampler", "ddim"], "--steps"),
+        (["--sampler", "ddim", "--steps", "0"], "'steps'"),
+        (["--sampler", "ddpm", "--steps", "2", "--eta", "0.5"], "'eta'"),
+        (["--sampler", "ddim", "--steps", "2", "--seeds", "0", "1"], "{seed}"),
+        (["--sampler", "ddim", "--steps", "500"], "'steps'"),
+    ],
+)
+def test_bad_arguments_exit_2_without_output(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                             extra: list[str], message: str) -> None:
+    out = setup["tmp"] / "bad"
+    assert decode(setup, setup["bits"], str(out), *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_decoder_of_another_codec_is_refused(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    other = setup["tmp"] / "other.pt"
+    codec = tiny_msh(setup["tmp"] / "unused-msh.pt")
+    object.__setattr__(codec, "weights_hash", "0" * 16)
+    tiny_decoder(other, codec, **CONFIGS["residual"])
+    out = setup["tmp"] / "x.png"
+    args = ["decode", str(setup["bits"] / "img0.bin"), str(out), "--decoder", "diffusion", "--checkpoint",
+            str(setup["msh"]), "--decoder-checkpoint", str(other), "--sampler", "ddim", "--steps", "2"]
+    assert main(args) == 2
+    assert "trained on MSH weights" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,52 @@
+# Names, paths and wildcard constraints shared by every rule file.
+import os
+
+from bench.config import config_hash
+from bench.data import DATASETS
+from bench.points import grid_points
+
+import yaml
+
+DATA = config["data_root"]
+MIRROR = os.environ.get("BENCH_DATA_MIRROR") or config["data_mirror"]
+MIRROR_ARG = f"--mirror {MIRROR}" if MIRROR else ""
+EVAL_DATASETS = config["datasets"]["eval"]
+TRAIN_DATASET = config["datasets"]["train"]
+MSH_QUALITIES = config["msh"]["qualities"]
+DECODER_QUALITIES = config["decoder"]["qualities"]
+DIFFUSION_POINTS = [p.id for p in grid_points(config["sampling"])]
+JPEG_POINTS = [f"jpeg-q{q}" for q in config["baselines"]["jpeg_qualities"]]
+FIGURES = ["rdp", "tradeoff", "samples"]
+
+missing = sorted(set(DECODER_QUALITIES) - set(MSH_QUALITIES))
+if missing:
+    raise ValueError(f"config key 'decoder.qualities' has {missing}, which 'msh.qualities' lacks")
+
+# The validated config (defaults filled) as a file, so every `python -m bench` step reads exactly
+# the configuration this run validated; named by its hash, so configs never overwrite each other.
+CONFIG_FILE = f"work/configs/{config_hash(config)}.yaml"
+if not os.path.exists(CONFIG_FILE):
+    os.makedirs(os.path.dirname(CONFIG_FILE), exist_ok=True)
+    with open(CONFIG_FILE + ".tmp", "w") as _f:
+        yaml.safe_dump(config, _f, sort_keys=True)
+    os.replace(CONFIG_FILE + ".tmp", CONFIG_FILE)
+
+MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
+
+
+def msh_checkpoint(wildcards):
+    """The MSH weights of a quality: the models/ file (trained, exported from the zoo, or given)."""
+    return f"{config['msh']['checkpoint_dir']}/q{wildcards.quality}.pt"
+
+
+def point_columns_regex(points):
+    return "|".join(p.replace(".", r"\.") for p in points) or "^$"
+
+
+wildcard_constraints:
+    dataset="|".join(sorted(DATASETS)),
+    quality=r"[1-8]",
+    point=point_columns_regex(["msh", *DIFFUSION_POINTS, *JPEG_POINTS]),
+    diffusion_point=point_columns_regex(DIFFUSION_POINTS),
+    jpeg_point=point_columns_regex(JPEG_POINTS),
+    group=r"q[1-8]|jpeg",

@@ -1,0 +1,108 @@
+# Metrics per decoder point, the dataset tables, and the figures.
+
+
+def bitstreams_of(wildcards):
+    """Where a point's bitstreams are: the shared MSH bits of its quality, or its own JPEG files."""
+    if wildcards.group == "jpeg":
+        return f"work/{wildcards.dataset}/jpeg/bits/{wildcards.point}"
+    return f"work/{wildcards.dataset}/{wildcards.group}/bits"
+
+
+def codec_labels(wildcards):
+    """The opaque labels the metrics step writes into every row of this point."""
+    if wildcards.group == "jpeg":
+        codec, quality = "jpeg", parse_point(wildcards.point).quality
+    else:
+        codec, quality = "mbt2018-mean", wildcards.group[1:]
+    return (f"--label dataset={wildcards.dataset} --label codec={codec} --label quality={quality} "
+            f"--label point={wildcards.point}")
+
+
+rule metrics:
+    """Measure one decoder point's reconstructions against the evaluation images."""
+    input:
+        reference=f"{DATA}/eval/{{dataset}}",
+        reconstructions="work/{dataset}/{group}/{point}",
+        bitstreams=bitstreams_of,
+    output:
+        per_image="work/{dataset}/metrics/{group}/{point}.csv",
+        summary="work/{dataset}/metrics/{group}/{point}_summary.csv",
+    log:
+        "logs/metrics/{dataset}/{group}/{point}.log",
+    benchmark:
+        "benchmarks/metrics/{dataset}/{group}/{point}.tsv"
+    params:
+        labels=codec_labels,
+    shell:
+        "{PY} -m bench metrics --config {CONFIG_FILE} --reference {input.reference} "
+        "--reconstructions {input.reconstructions} --bitstreams {input.bitstreams} --out {output.per_image} "
+        "--summary {output.summary} {params.labels} > {log} 2>&1"
+
+
+def evaluated_points(dataset):
+    """(group, point) of every decoder point of a dataset, in table order."""
+    pairs = [(f"q{q}", "msh") for q in MSH_QUALITIES]
+    pairs += [(f"q{q}", p) for q in DECODER_QUALITIES for p in DIFFUSION_POINTS]
+    pairs += [("jpeg", p) for p in JPEG_POINTS]
+    return pairs
+
+
+rule tables:
+    """Gather every point's metrics (and decode records) into the dataset's two tables."""
+    input:
+        summaries=lambda wc: [f"work/{wc.dataset}/metrics/{g}/{p}_summary.csv" for g, p in evaluated_points(wc.dataset)],
+        per_image=lambda wc: [f"work/{wc.dataset}/metrics/{g}/{p}.csv" for g, p in evaluated_points(wc.dataset)],
+        reconstructions=lambda wc: [f"work/{wc.dataset}/{g}/{p}" for g, p in evaluated_points(wc.dataset)],
+    output:
+        per_image="results/{dataset}/per_image.csv",
+        summary="results/{dataset}/summary.csv",
+    log:
+        "logs/tables/{dataset}.log",
+    shell:
+        "{PY} -m bench tables --summaries {input.summaries} --per-image {input.per_image} "
+        "--reconstructions {input.reconstructions} --out-per-image {output.per_image} "
+        "--out-summary {output.summary} > {log} 2>&1"
+
+
+rule figure_rdp:
+    """Rate vs distortion and vs each perception measure, with the published baselines."""
+    input:
+        "results/{dataset}/summary.csv",
+    output:
+        pdf=report("figures/rdp_{dataset}.pdf", category="figures"),
+        png="figures/rdp_{dataset}.png",
+    log:
+        "logs/figures/rdp_{dataset}.log",
+    shell:
+        "{PY} -m bench report rdp --summary {input} --dataset {wildcards.dataset} --out {output.pdf} > {log} 2>&1"
+
+
+rule figure_tradeoff:
+    """The distortion-perception plane at each bitrate: one point per sampler x steps."""
+    input:
+        "results/{dataset}/summary.csv",
+    output:
+        pdf=report("figures/tradeoff_{dataset}.pdf", category="figures"),
+        png="figures/tradeoff_{dataset}.png",
+    log:
+        "logs/figures/tradeoff_{dataset}.log",
+    shell:
+        "{PY} -m bench report tradeoff --summary {input} --dataset {wildcards.dataset} --out {output.pdf} > {log} 2>&1"
+
+
+rule figure_samples:
+    """The same crop from the original, MSH and the diffusion samplers at the lowest rate."""
+    input:
+        summary="results/{dataset}/summary.csv",
+        reference=f"{DATA}/eval/{{dataset}}",
+    output:
+        pdf=report("figures/samples_{dataset}.pdf", category="figures"),
+        png="figures/samples_{dataset}.png",
+    log:
+        "logs/figures/samples_{dataset}.log",
+    params:
+        image=lambda wc: f"--image {config['report']['sample_image']}" if config["report"]["sample_image"] else "",
+        crop=" ".join(str(v) for v in config["report"]["sample_crop"]),
+    shell:
+        "{PY} -m bench report samples --summary {input.summary} --dataset {wildcards.dataset} "
+        "--reference {input.reference} --work work {params.image} --crop {params.crop} --out {output.pdf} > {log} 2>&1"
