@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from bench.codec.model import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
 from bench.data import RandomCrops, crop_batches
-from bench.utils import BenchError, resolve_device, seed_everything
+from bench.utils import BenchError, resolve_device, rng_state, seed_everything, set_rng_state
 
 # Settings that may change between a kill and the resumed run without changing the result.
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
@@ -72,19 +72,6 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _save(path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.optim.Optimizer],
           cfg: MSHTrainConfig, step: int) -> None:
     save_checkpoint(
@@ -96,7 +83,7 @@ def _save(path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.opti
         config=dataclasses.asdict(cfg),
         optimizer=optimizers["net"].state_dict(),
         aux_optimizer=optimizers["aux"].state_dict(),
-        rng=_rng_state(),
+        rng=rng_state(),
     )
 
 
@@ -115,7 +102,7 @@ def _resume(path: Path, cfg: MSHTrainConfig, net: MeanScaleHyperprior,
     net.load_state_dict(state["state_dict"])
     optimizers["net"].load_state_dict(state["optimizer"])
     optimizers["aux"].load_state_dict(state["aux_optimizer"])
-    _set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     return int(state["step"])
 
 

@@ -48,7 +48,7 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.utils import BenchError, atomic_path, code_version, seed_everything
+from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -298,20 +298,6 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "sampling": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["sampling"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[str, Tensor], **fields: Any) -> None:
     """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``."""
     payload = {
@@ -356,7 +342,7 @@ def _save_partial(path: Path, run: _Run, meta: dict[str, Any]) -> None:
         model=run.model.state_dict(),
         ema_state=run.ema.state_dict(),
         optimizer=run.optimizer.state_dict(),
-        rng=_rng_state(run.generator),
+        rng=rng_state(run.generator),
     )
 
 
@@ -380,7 +366,7 @@ def _resume(path: Path, run: _Run, meta: dict[str, Any]) -> None:
     run.model.load_state_dict(state["model"])
     run.ema.load_state_dict(state["ema_state"])
     run.optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"], run.generator)
+    set_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
 
 
