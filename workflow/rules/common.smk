@@ -34,6 +34,17 @@ if not os.path.exists(CONFIG_FILE):
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
 
 
+def settings_hash(*keys):
+    """Hash of what a model's training reads (the seed, the training set, the named sections): as a
+    rule's params, a change to it reruns that training (Snakemake's params trigger), while edits
+    elsewhere (sampling, metrics, the evaluation sets) leave the trained models in place."""
+    return config_hash({"seed": config["seed"], "train": TRAIN_DATASET, **{key: config[key] for key in keys}})
+
+
+MSH_SETTINGS = settings_hash("msh")
+DECODER_SETTINGS = settings_hash("msh", "decoder")
+
+
 def msh_checkpoint(wildcards):
     """The MSH weights of a quality: the models/ file (trained, exported from the zoo, or given)."""
     return f"{config['msh']['checkpoint_dir']}/q{wildcards.quality}.pt"

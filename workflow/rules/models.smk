@@ -13,6 +13,8 @@ if config["msh"]["source"] == "train":
             "logs/train_msh/q{quality}.log",
         benchmark:
             "benchmarks/train_msh/q{quality}.tsv"
+        params:
+            settings=MSH_SETTINGS,
         resources:
             gpu=1,
         shell:
@@ -42,6 +44,8 @@ rule train_decoder:
         "logs/train_decoder/q{quality}.log",
     benchmark:
         "benchmarks/train_decoder/q{quality}.tsv"
+    params:
+        settings=DECODER_SETTINGS,
     resources:
         gpu=1,
     shell:
