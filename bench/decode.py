@@ -48,6 +48,14 @@ def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default 0: deterministic)")
     group.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
                        help="one sample per seed (default 0); several seeds need {seed} in OUTPUT")
+    group.add_argument("--t0", type=float, default=1.0,
+                       help="start level in [0, 1]: noise the MSH output to t0 and sample from there (default 1: "
+                            "the full chain; 0: the MSH output itself)")
+    group.add_argument("--guidance", type=float, default=1.0,
+                       help="classifier-free guidance scale w >= 0 (default 1: the conditional model; others "
+                            "cost two evaluations per step)")
+    group.add_argument("--n-avg", type=int, default=1,
+                       help="average N independent samples per seed into one reconstruction (default 1)")
     group.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True,
                        help="clamp the x0 estimate to [-1, 1] at every step (default: on, as the paper)")
 
@@ -61,7 +69,8 @@ def _run_diffusion(args: argparse.Namespace) -> int:
     written = decode_diffusion(
         args.input, args.output, decoder_checkpoint=args.decoder_checkpoint, msh_checkpoint=args.checkpoint,
         pretrained=args.pretrained, sampler=args.sampler, steps=args.steps, eta=args.eta, seeds=args.seeds,
-        clip=args.clip, device=args.device, batch_size=args.batch_size,
+        clip=args.clip, device=args.device, batch_size=args.batch_size, t0=args.t0, guidance=args.guidance,
+        n_avg=args.n_avg,
     )
     print(f"wrote {len(written)} diffusion reconstruction(s) to {args.output}")
     return 0

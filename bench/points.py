@@ -1,15 +1,20 @@
 """Decoder points: one canonical, parseable id per decoder setting.
 
 A *point* is what turns one bitstream into one reconstruction: the MSH synthesis transform, or the
-diffusion decoder with a sampler, a number of steps, an eta and a seed (and, for baselines, JPEG at a
-quality or a bring-your-own codec). The id names folders (``work/{dataset}/q{quality}/{point}/``)
+diffusion decoder with a sampler, a number of steps, an eta, the decode-time knobs (start level t0,
+guidance scale w, number of averaged samples N) and a seed (and, for baselines, JPEG at a quality or
+a bring-your-own codec). The id names folders (``work/{dataset}/q{quality}/{point}/``)
 and table rows; :func:`format_point` builds it and :func:`parse_point` reads it back, so table
 columns never come from ad-hoc string slicing.
 
 Grammar::
 
     msh
-    {sampler}-k{steps}[-eta{eta}]-s{seed}     e.g. ddim-k10-eta0-s0, ddpm-k100-s0
+    {sampler}-k{steps}[-eta{eta}][-t{t0}][-w{w}][-n{N}]-s{seed}
+                                   e.g. ddim-k10-eta0-s0, ddpm-k100-s0, ddpm-k50-t0.3-s0, ddim-k5-eta0-w2-s0
+
+A knob at its plain value (t0 = 1: the full chain, w = 1: the conditional model, N = 1: one sample)
+is left out of the id, so the paper's points keep their short names.
     jpeg-q{quality}
     byo-{name}
 """
@@ -26,7 +31,14 @@ from bench.utils import BenchError
 SAMPLERS_WITH_ETA = frozenset({"ddim"})
 SAMPLER_NAMES = frozenset({"ddpm", "ddim", "dpmpp"})
 
-_DIFFUSION = re.compile(r"^(?P<sampler>[a-z]+)-k(?P<steps>[1-9]\d*)(?:-eta(?P<eta>\d+(?:\.\d+)?))?-s(?P<seed>\d+)$")
+# The decode-time knobs at their plain values: the ordinary full-chain, conditional, one-sample decode.
+KNOB_DEFAULTS: dict[str, float | int] = {"t0": 1.0, "guidance": 1.0, "n_avg": 1}
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DIFFUSION = re.compile(
+    rf"^(?P<sampler>[a-z]+)-k(?P<steps>[1-9]\d*)(?:-eta(?P<eta>{_NUMBER}))?(?:-t(?P<t0>{_NUMBER}))?"
+    rf"(?:-w(?P<guidance>{_NUMBER}))?(?:-n(?P<n_avg>[1-9]\d*))?-s(?P<seed>\d+)$"
+)
 _JPEG = re.compile(r"^jpeg-q(?P<quality>[1-9]\d?|100)$")
 _BYO = re.compile(r"^byo-(?P<name>[A-Za-z0-9_]+)$")
 
@@ -42,6 +54,9 @@ class Point:
     seed: int | None = None
     quality: int | None = None  # JPEG quality
     name: str | None = None  # bring-your-own codec name
+    t0: float | None = None  # start level of partial diffusion from the MSH output (1 = full chain)
+    guidance: float | None = None  # classifier-free guidance scale w (1 = the conditional model)
+    n_avg: int | None = None  # samples averaged into one reconstruction (1 = none)
 
     @property
     def id(self) -> str:
@@ -49,9 +64,9 @@ class Point:
         return format_point(self)
 
     def columns(self) -> dict[str, Any]:
-        """The table columns this point contributes (decoder, sampler, steps, eta, seed)."""
+        """The table columns this point contributes (decoder, sampler, steps, eta, knobs, seed)."""
         return {"point": self.id, "decoder": self.decoder, "sampler": self.sampler, "steps": self.steps,
-                "eta": self.eta, "seed": self.seed}
+                "eta": self.eta, "t0": self.t0, "guidance": self.guidance, "n_avg": self.n_avg, "seed": self.seed}
 
 
 def _format_number(value: float) -> str:
@@ -60,7 +75,21 @@ def _format_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def diffusion_point(sampler: str, steps: int, seed: int, eta: float | None = None) -> Point:
+def check_knobs(t0: float, guidance: float, n_avg: int) -> tuple[float, float, int]:
+    """The decode-time knobs as (float, float, int), or a BenchError naming the bad key."""
+    if isinstance(t0, bool) or not isinstance(t0, int | float) or not 0.0 <= t0 <= 1.0:
+        raise BenchError(f"'t0' (start level of partial diffusion) must lie in [0, 1], got {t0!r}")
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not guidance >= 0.0:
+        raise BenchError(f"'guidance' (classifier-free guidance scale w) must be >= 0, got {guidance!r}")
+    if isinstance(n_avg, bool) or not isinstance(n_avg, int) or n_avg < 1:
+        raise BenchError(f"'n_avg' (number of averaged samples N) must be an integer >= 1, got {n_avg!r}")
+    return float(t0), float(guidance), int(n_avg)
+
+
+def diffusion_point(
+    sampler: str, steps: int, seed: int, eta: float | None = None, *, t0: float = 1.0, guidance: float = 1.0,
+    n_avg: int = 1,
+) -> Point:
     """A validated diffusion point; eta is kept only for samplers that have one (default 0)."""
     if sampler not in SAMPLER_NAMES:
         raise BenchError(f"unknown sampler {sampler!r}; known samplers: {', '.join(sorted(SAMPLER_NAMES))}")
@@ -76,7 +105,9 @@ def diffusion_point(sampler: str, steps: int, seed: int, eta: float | None = Non
         raise BenchError(f"sampler {sampler!r} has no eta parameter (got eta={eta})")
     else:
         eta = None
-    return Point("diffusion", sampler=sampler, steps=int(steps), eta=eta, seed=int(seed))
+    t0, guidance, n_avg = check_knobs(t0, guidance, n_avg)
+    return Point("diffusion", sampler=sampler, steps=int(steps), eta=eta, seed=int(seed), t0=t0, guidance=guidance,
+                 n_avg=n_avg)  # fmt: skip
 
 
 def format_point(point: Point) -> str:
@@ -88,7 +119,10 @@ def format_point(point: Point) -> str:
     if point.decoder == "byo":
         return f"byo-{point.name}"
     eta = f"-eta{_format_number(point.eta)}" if point.eta is not None else ""
-    return f"{point.sampler}-k{point.steps}{eta}-s{point.seed}"
+    t0 = f"-t{_format_number(point.t0)}" if point.t0 not in (None, KNOB_DEFAULTS["t0"]) else ""
+    guidance = f"-w{_format_number(point.guidance)}" if point.guidance not in (None, KNOB_DEFAULTS["guidance"]) else ""
+    n_avg = f"-n{point.n_avg}" if point.n_avg not in (None, KNOB_DEFAULTS["n_avg"]) else ""
+    return f"{point.sampler}-k{point.steps}{eta}{t0}{guidance}{n_avg}-s{point.seed}"
 
 
 def parse_point(text: str) -> Point:
@@ -103,25 +137,34 @@ def parse_point(text: str) -> Point:
         eta = float(match["eta"]) if match["eta"] is not None else None
         if (match["sampler"] in SAMPLERS_WITH_ETA) != (eta is not None):
             raise BenchError(f"malformed point id {text!r}: eta is required for, and only for, {sorted(SAMPLERS_WITH_ETA)}")
-        point = diffusion_point(match["sampler"], int(match["steps"]), int(match["seed"]), eta)
+        knobs = {
+            key: type(default)(match[key]) if match[key] is not None else default
+            for key, default in KNOB_DEFAULTS.items()
+        }
+        point = diffusion_point(match["sampler"], int(match["steps"]), int(match["seed"]), eta, **knobs)
         if format_point(point) != text:
             raise BenchError(f"point id {text!r} is not canonical; write it as {format_point(point)!r}")
         return point
     raise BenchError(
-        f"malformed point id {text!r}; expected 'msh', 'SAMPLER-kSTEPS[-etaETA]-sSEED', 'jpeg-qQ' or 'byo-NAME'"
+        f"malformed point id {text!r}; expected 'msh', 'SAMPLER-kSTEPS[-etaETA][-tT0][-wW][-nN]-sSEED', 'jpeg-qQ' "
+        "or 'byo-NAME'"
     )
 
 
 def grid_points(sampling: dict[str, Any]) -> list[Point]:
-    """Every diffusion point of a validated config's ``sampling`` section (grid × steps × eta × seeds).
+    """Every diffusion point of a validated config's ``sampling`` section (grid × steps × eta × t0 ×
+    guidance × n_avg × seeds).
 
     A non-zero eta given to a sampler that has none is an error, not silently dropped.
     """
     points = [
-        diffusion_point(entry["sampler"], steps, seed, eta)
+        diffusion_point(entry["sampler"], steps, seed, eta, t0=t0, guidance=guidance, n_avg=n_avg)
         for entry in sampling["grid"]
         for steps in entry["steps"]
         for eta in entry.get("eta", [0.0])
+        for t0 in entry.get("t0", [1.0])
+        for guidance in entry.get("guidance", [1.0])
+        for n_avg in entry.get("n_avg", [1])
         for seed in sampling["seeds"]
     ]
     return list(dict.fromkeys(points))  # samplers without eta collapse eta=0 duplicates

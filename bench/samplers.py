@@ -30,15 +30,27 @@ Choices made on purpose (the JSON written beside every output records them):
   ``torch.Generator`` seeded with its seed, so the same seed on the same device gives the same
   noise whatever else is in the batch (bit-identical output for a batch-invariant network).
 
-The loop is written so that the decode-time knobs of issue 11 slot in without a rewrite: a start
-level t0 is a different initial ``x`` plus a suffix of the timesteps, classifier-free guidance a
-different ``denoise`` closure (``model.uncondition``), sample averaging a mean over the seed axis
-of the ``[B, S, C, H, W]`` result.
+Decode-time knobs at the same bits (:class:`Knobs`, beyond the paper):
+
+- **Start level t0** (partial diffusion). The MSH reconstruction is noised to the first step of the
+  chain at or below model time t0·(T-1), ``sqrt(abar) x_msh + sqrt(1 - abar) eps``, and the sampler
+  runs only the steps from there to 0: the cost scales with t0. t0 = 0 runs no step and returns the
+  MSH reconstruction itself; t0 = 1 is the ordinary chain from pure noise.
+- **Classifier-free guidance w.** ``eps = eps_u + w (eps_c - eps_u)`` with the unconditional branch
+  of ``model.drop_condition`` (the zeroed conditioning of ``p_uncond`` training). Every prediction
+  type (eps, v, x0) is an affine function of eps for a given x_t, so the same combination is applied
+  to the model output whatever it predicts. Both branches run as one batch of 2B; the learned
+  variance channels are the conditional branch's. w = 1 (conditional) and w = 0 (unconditional)
+  cost one evaluation per step.
+- **Sample averaging N.** N samples per seed in the same batch (sample j of seed s draws from seed
+  ``s + j·AVERAGING_STRIDE``, so j = 0 is the plain sample of seed s), averaged in float before any
+  quantisation: the mean approaches the posterior mean, i.e. the distortion end.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,6 +62,7 @@ from tqdm import tqdm
 
 from bench.diffusion.latent_decoder import NUM_STAGES
 from bench.diffusion.schedule import NoiseSchedule
+from bench.points import check_knobs
 from bench.utils import BenchError
 
 # The decoder's ``prediction_type`` names → diffusers' names (the same words today; the map is the
@@ -58,6 +71,7 @@ PREDICTION_TYPES: dict[str, str] = {"epsilon": "epsilon", "v_prediction": "v_pre
 
 IMAGE_CHANNELS = 3
 LATENT_UPSAMPLING = 2**NUM_STAGES  # the latent decoder takes y_hat (H/16) to full resolution
+AVERAGING_STRIDE = 1_000_003  # seed offset between the averaged samples of one seed (a prime, far from small seeds)
 
 
 class ConditionLike(Protocol):
@@ -72,8 +86,11 @@ class DecoderLike(Protocol):
     """What the samplers need from a diffusion decoder (``bench.diffusion.model.DiffusionDecoder``)."""
 
     config: Any  # .prediction_type: str, .learn_sigma: bool
+    checkpoint_info: dict[str, Any]  # .train.p_uncond: the conditioning dropout it was trained with
 
     def noise_schedule(self, respacing: int | None) -> NoiseSchedule: ...
+
+    def drop_condition(self, cond: ConditionLike, keep: torch.Tensor) -> ConditionLike: ...
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: ConditionLike) -> torch.Tensor: ...
 
@@ -240,6 +257,35 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Knobs:
+    """The decode-time knobs of a point (see the module docstring); the defaults are the plain sampler."""
+
+    t0: float = 1.0
+    guidance: float = 1.0
+    n_avg: int = 1
+
+    def __post_init__(self) -> None:
+        check_knobs(self.t0, self.guidance, self.n_avg)
+
+    @property
+    def evaluations_per_step(self) -> int:
+        """Network evaluations per step and sample: two for guidance other than 0 or 1."""
+        return 1 if self.guidance in (0.0, 1.0) else 2
+
+
+def check_guidance(model: DecoderLike, knobs: Knobs) -> None:
+    """Guidance other than 1 needs a decoder whose training dropped the conditioning (``p_uncond`` > 0)."""
+    if knobs.guidance == 1.0:
+        return
+    p_uncond = model.checkpoint_info.get("train", {}).get("p_uncond")
+    if not p_uncond:
+        raise BenchError(
+            f"'guidance'={knobs.guidance:g} needs a decoder trained with conditioning dropout, but this checkpoint "
+            f"has decoder.train.p_uncond={p_uncond}; use guidance 1 or retrain with p_uncond > 0 (e.g. 0.1)"
+        )
+
+
+@dataclass(frozen=True)
 class SamplingPlan:
     """Everything that fixes a sampler run except the images and seeds; cheap to build.
 
@@ -251,6 +297,8 @@ class SamplingPlan:
     steps: int
     eta: float
     options: SchedulerOptions
+    train_timesteps: int  # T of the training schedule: t0 is a fraction of it
+    knobs: Knobs = Knobs()
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -274,10 +322,23 @@ class SamplingPlan:
             )
         return scheduler
 
+    def start_index(self, scheduler: SchedulerMixin) -> int:
+        """Index of the first scheduler step run: the first at or below model time t0·(T-1).
+
+        ``len(timesteps)`` (no step) for t0 = 0; 0 for t0 = 1 (the chain starts at T-1).
+        """
+        timesteps = scheduler.timesteps.long()
+        if self.knobs.t0 == 0.0:
+            return len(timesteps)
+        below = self.schedule.to_model_time(timesteps) <= self.knobs.t0 * (self.train_timesteps - 1)
+        return int(torch.nonzero(below)[0])
+
     def record(self) -> dict[str, Any]:
-        """JSON-ready description: sampler, steps, eta, clipping, full scheduler config, timesteps."""
+        """JSON-ready description: sampler, steps, eta, knobs, clipping, full scheduler config, timesteps."""
         scheduler = self.scheduler()
         timesteps = scheduler.timesteps.long()
+        start = self.start_index(scheduler)
+        model_timesteps = self.schedule.to_model_time(timesteps).tolist()
         return {
             "sampler": self.spec.name,
             "steps": self.steps,
@@ -288,18 +349,28 @@ class SamplingPlan:
             "respaced": self.spec.respaced,
             "scheduler": json.loads(scheduler.to_json_string()),
             "scheduler_timesteps": timesteps.tolist(),
-            "model_timesteps": self.schedule.to_model_time(timesteps).tolist(),
-            "network_evaluations": int(timesteps.numel()),
+            "model_timesteps": model_timesteps,
+            "t0": self.knobs.t0,
+            "start_model_timestep": model_timesteps[start] if start < len(model_timesteps) else None,
+            "steps_run": len(model_timesteps) - start,
+            "guidance": self.knobs.guidance,
+            "n_avg": self.knobs.n_avg,
+            # per image and reconstruction: every step run, times the guidance branches, times N samples
+            "network_evaluations": (len(model_timesteps) - start) * self.knobs.evaluations_per_step * self.knobs.n_avg,
         }
 
 
-def plan_sampling(model: DecoderLike, *, sampler: str, steps: int, eta: float = 0.0, clip: bool) -> SamplingPlan:
+def plan_sampling(
+    model: DecoderLike, *, sampler: str, steps: int, eta: float = 0.0, clip: bool, knobs: Knobs = Knobs()
+) -> SamplingPlan:
     """Validate the arguments and fix the scheduler for ``model``.
 
     ``ddpm``/``ddim`` run on ``model.noise_schedule(respacing=steps)``; ``dpmpp`` on the full
-    training schedule (``respacing=None``). ``steps`` larger than the training schedule is an error.
+    training schedule (``respacing=None``). ``steps`` larger than the training schedule is an error,
+    and so is a guidance scale other than 1 for a decoder trained without conditioning dropout.
     """
     spec = check_sampler_args(sampler, steps, eta)
+    check_guidance(model, knobs)
     prediction_type = model.config.prediction_type
     if prediction_type not in PREDICTION_TYPES:
         raise BenchError(f"decoder prediction_type {prediction_type!r} has no sampler mapping; known: {sorted(PREDICTION_TYPES)}")
@@ -316,7 +387,9 @@ def plan_sampling(model: DecoderLike, *, sampler: str, steps: int, eta: float = 
     options = SchedulerOptions(
         schedule=schedule, prediction_type=prediction_type, learn_sigma=bool(model.config.learn_sigma), clip=bool(clip)
     )
-    plan = SamplingPlan(spec=spec, steps=steps, eta=float(eta), options=options)
+    plan = SamplingPlan(
+        spec=spec, steps=steps, eta=float(eta), options=options, train_timesteps=full.num_steps, knobs=knobs
+    )
     plan.scheduler()  # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps
     return plan
 
@@ -332,26 +405,34 @@ def seed_generators(seeds: Sequence[int], num_images: int, device: torch.device)
     return [torch.Generator(device=device).manual_seed(seed) for _ in range(num_images) for seed in seeds]
 
 
+def averaged_seeds(seeds: Sequence[int], n_avg: int) -> list[int]:
+    """The seeds of the samples drawn for ``seeds`` when ``n_avg`` are averaged, seed-major."""
+    return [seed + j * AVERAGING_STRIDE for seed in seeds for j in range(n_avg)]
+
+
 def denoise_loop(
     plan: SamplingPlan,
     denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     generators: list[torch.Generator],
     *,
+    start: int = 0,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Run ``plan``'s scheduler from ``x`` (at its first timestep) down to x0.
+    """Run ``plan``'s scheduler from ``x`` (at its timestep number ``start``) down to x0.
 
     ``denoise(x_t, model_t)`` is one batched network call given original-time indices ``model_t``
     ([N] long); its output is handed to ``scheduler.step`` (mean channels only, unless the sampler
     reads the learned variance).
     """
     scheduler = plan.scheduler()
+    if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
+        scheduler.set_begin_index(start)
     step_kwargs = plan.spec.step_kwargs(plan.eta, generators)
     channels = x.shape[1]
     model_times = plan.schedule.to_model_time(scheduler.timesteps.long())
     for t, model_t in tqdm(
-        list(zip(scheduler.timesteps.tolist(), model_times.tolist())),
+        list(zip(scheduler.timesteps.tolist(), model_times.tolist()))[start:],
         desc=f"{plan.spec.name}-{plan.steps}",
         unit="step",
         leave=False,
@@ -364,26 +445,75 @@ def denoise_loop(
     return x
 
 
+def guided_denoiser(
+    model: DecoderLike, cond: ConditionLike, guidance: float
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``denoise(x_t, t)`` for guidance ``w``: the conditional model (1), the unconditional one (0), or
+    ``u + w (c - u)`` on the mean channels from one batched call on both branches."""
+    rows = cond.y_hat.shape[0]
+    if guidance == 1.0:
+        return lambda x_t, t: model(x_t, t, cond)
+    if guidance == 0.0:
+        unconditional = model.drop_condition(cond, torch.zeros(rows, dtype=torch.bool, device=cond.y_hat.device))
+        return lambda x_t, t: model(x_t, t, unconditional)
+    doubled = cond.select(torch.arange(rows, device=cond.y_hat.device).repeat(2))
+    keep = torch.arange(2 * rows, device=cond.y_hat.device) < rows  # first half conditional
+    both = model.drop_condition(doubled, keep)
+
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        conditional, unconditional = model(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
+        mean = unconditional[:, :IMAGE_CHANNELS] + guidance * (conditional[:, :IMAGE_CHANNELS] - unconditional[:, :IMAGE_CHANNELS])
+        return torch.cat([mean, conditional[:, IMAGE_CHANNELS:]], dim=1)
+
+    return denoise
+
+
 def sample_with_plan(
-    plan: SamplingPlan, model: DecoderLike, cond: ConditionLike, seeds: Sequence[int], *, progress: bool = True
+    plan: SamplingPlan,
+    model: DecoderLike,
+    cond: ConditionLike,
+    seeds: Sequence[int],
+    *,
+    x_start: torch.Tensor | None = None,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Sample every image of ``cond`` once per seed: returns ``[B, S, 3, H, W]`` x0 in [-1, 1] scale.
 
     ``cond`` is the decoder's conditioning for B images (``model.condition``, computed once by the
-    caller); it is repeated per seed and reused at every step, so each step is one network call on
-    B·S samples. Values are clamped only by the scheduler (``clip``); callers quantise to 8 bits.
+    caller); it is repeated per seed (and per averaged sample) and reused at every step, so each step
+    is one network call on B·S·N samples (2× that with guidance). ``x_start`` ([B, 3, H, W], [-1, 1])
+    is the MSH reconstruction a start level t0 < 1 noises; it is required then. Values are clamped
+    only by the scheduler (``clip``); callers quantise to 8 bits.
     """
     seeds = check_seeds(seeds)
+    knobs = plan.knobs
     num_images = cond.y_hat.shape[0]
     device = cond.y_hat.device
-    generators = seed_generators(seeds, num_images, device)
-    # image-major rows: image i's seeds are rows i*S .. i*S+S-1, matching ``generators``
-    batched = cond.select(torch.arange(num_images, device=device).repeat_interleave(len(seeds)))
-    shape = (num_images * len(seeds), IMAGE_CHANNELS, *image_size(cond))
+    draws = averaged_seeds(seeds, knobs.n_avg)
+    generators = seed_generators(draws, num_images, device)
+    # image-major rows: image i's samples are rows i*D .. i*D+D-1, matching ``generators``
+    rows = torch.arange(num_images, device=device).repeat_interleave(len(draws))
+    shape = (num_images * len(draws), IMAGE_CHANNELS, *image_size(cond))
+    if knobs.t0 < 1.0 and x_start is None:
+        raise BenchError(f"'t0'={knobs.t0:g} starts from the MSH reconstruction, which the caller did not pass")
     with torch.inference_mode():
         x = randn_tensor(shape, generator=generators, device=device, dtype=torch.float32)
-        x = denoise_loop(plan, lambda x_t, t: model(x_t, t, batched), x, generators, progress=progress)
-    return x.reshape(num_images, len(seeds), *shape[1:])
+        start = plan.start_index(plan.scheduler())
+        if knobs.t0 < 1.0:
+            x = noised(plan, x_start[rows], x, start)
+        denoise = guided_denoiser(model, cond.select(rows), knobs.guidance)
+        x = denoise_loop(plan, denoise, x, generators, start=start, progress=progress)
+        x = x.reshape(num_images, len(seeds), knobs.n_avg, *shape[1:]).mean(dim=2)
+    return x
+
+
+def noised(plan: SamplingPlan, x0: torch.Tensor, noise: torch.Tensor, start: int) -> torch.Tensor:
+    """``x0`` noised to the level of the chain's step number ``start`` (``x0`` itself past the end)."""
+    timesteps = plan.scheduler().timesteps.long()
+    if start >= len(timesteps):
+        return x0.clone()
+    abar = plan.schedule.alphas_cumprod[timesteps[start]].item()
+    return math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * noise
 
 
 def sample(
@@ -395,13 +525,15 @@ def sample(
     eta: float = 0.0,
     seeds: Sequence[int],
     clip: bool,
+    knobs: Knobs = Knobs(),
+    x_start: torch.Tensor | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Decode B images with ``sampler`` at ``steps`` steps for every seed: ``[B, S, 3, H, W]``.
 
     Same seed, same device → bit-identical samples whatever the batch holds (for a network whose
     per-sample output does not depend on the batch). Unknown sampler, ``steps < 1``, ``eta`` outside
-    [0, 1] or ``eta`` for a sampler without one, or no seeds → BenchError naming the key.
+    [0, 1] or ``eta`` for a sampler without one, bad knobs, or no seeds → BenchError naming the key.
     """
-    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip)
-    return sample_with_plan(plan, model, cond, seeds, progress=progress)
+    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip, knobs=knobs)
+    return sample_with_plan(plan, model, cond, seeds, x_start=x_start, progress=progress)

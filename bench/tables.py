@@ -5,7 +5,7 @@ metrics`` (labelled with dataset, codec, quality and point), and its reconstruct
 ``decode.json`` record the decoder wrote (timing, memory, network evaluations, weights hashes).
 This step joins them into ``results/{dataset}/per_image.csv`` (one row per point × image) and
 ``results/{dataset}/summary.csv`` (one row per point). The decoder columns (decoder, sampler, steps,
-eta, seed) come from parsing the point id with :func:`bench.points.parse_point`, never from slicing.
+eta, the knobs t0, guidance and n_avg, seed) come from parsing the point id with :func:`bench.points.parse_point`, never from slicing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from bench.utils import BenchError, atomic_path
 RECORD_NAME = "decode.json"  # written by `decode --record`: timing, memory, MSH weights hash
 DIFFUSION_RECORD_NAME = "decode_config.json"  # written by the diffusion decoder: sampler and checkpoint
 RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho")
-LEADING = ("dataset", "codec", "quality", "point", "decoder", "sampler", "steps", "eta", "seed", "n_seeds", "nfe")
+POINT_FIELDS = ("decoder", "sampler", "steps", "eta", "t0", "guidance", "n_avg", "seed")
+LEADING = ("dataset", "codec", "quality", "point", *POINT_FIELDS, "n_seeds", "nfe")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _point_columns(point_id: str) -> dict[str, Any]:
-    """decoder, sampler, steps, eta and seed of a point (one sample per point: n_seeds = 1)."""
+    """decoder, sampler, steps, eta, knobs and seed of a point (one sample per point: n_seeds = 1)."""
     columns = parse_point(point_id).columns()
     columns.pop("point")
     return {**columns, "n_seeds": 1}
@@ -97,7 +98,7 @@ def collect(
             extra["nfe"] = 0  # no network evaluations beyond the codec's own transform
         summary_rows.append(row | extra)
         images = _read_csv(image_path)
-        image_frames.append(images.assign(**{k: extra[k] for k in ("decoder", "sampler", "steps", "eta", "seed")}))
+        image_frames.append(images.assign(**{k: extra[k] for k in POINT_FIELDS}))
     return _ordered(pd.concat(image_frames, ignore_index=True)), _ordered(pd.DataFrame(summary_rows))
 
 

@@ -34,6 +34,7 @@ from bench.diffusion.train import (
     uncond_keep_mask,
     vb_term,
 )
+from bench.samplers import Knobs, sample
 from bench.utils import BenchError
 from tests.conftest import REPO, write_png
 
@@ -315,3 +316,20 @@ def test_ci_decoder_uses_the_bits(ci_decoder: tuple[Path, Path], kodak_dir: Path
     assert scores["mean_abs_residual"] > 1e-3, scores
     assert scores["cond_vs_original"] > scores["msh_vs_original"] - 1.0, scores
     assert scores["uncond_vs_original"] < scores["cond_vs_original"] - 2.0, scores
+
+
+def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, Path], kodak_dir: Path) -> None:
+    """Partial diffusion (issue 11) on a trained decoder: the longer the chain that starts from the
+    noised MSH reconstruction, the further (mean absolute difference, averaged over three seeds)
+    the output lands from MSH; t0 = 0 is MSH itself."""
+    msh_path, decoder_path = ci_decoder
+    codec = load_codec(1, checkpoint=msh_path, device="cpu")
+    model = load_decoder(decoder_path)
+    batch = prepare_batch(codec, kodak_crops(kodak_dir, 128, 2))
+    cond = model.condition(batch.y_hat, batch.x_msh)
+    distances = []
+    for t0 in (0.0, 0.1, 0.4, 1.0):
+        out = sample(model, cond, sampler="ddpm", steps=20, seeds=[0, 1, 2], clip=True, knobs=Knobs(t0=t0),
+                     x_start=batch.x_msh, progress=False)  # fmt: skip
+        distances.append(float((out - batch.x_msh[:, None]).abs().mean()))
+    assert distances[0] == 0.0 and distances == sorted(distances) and distances[-1] > distances[1], distances

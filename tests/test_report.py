@@ -243,3 +243,36 @@ def test_several_seeds_are_separate_series_of_one_colour() -> None:
     assert colors["DDIM, 5 steps, seed 0"] == colors["DDIM, 5 steps, seed 1"]
     assert "MSH" in colors  # a decoder without a seed keeps its plain label
     assert {"DDIM, seed 0", "DDIM, seed 1"} <= set(_legend_colors(plot_tradeoff(both).figure))
+
+
+def with_knob_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic table plus, at quality 1, a t0 sweep of DDPM-50, a guidance sweep of DDIM-5 and
+    an averaging sweep of DDPM-50 (their plain points are the table's own DDIM-5 and DDPM-50 rows)."""
+    base = table[(table["quality"] == 1)].set_index("point")
+    sweeps = [("ddpm-k50-t0.2-s0", "ddpm-k50-s0", {"t0": 0.2}, 10), ("ddpm-k50-t0.5-s0", "ddpm-k50-s0", {"t0": 0.5}, 25),
+              ("ddim-k5-eta0-w2-s0", "ddim-k5-eta0-s0", {"guidance": 2.0}, 10),
+              ("ddpm-k50-n4-s0", "ddpm-k50-s0", {"n_avg": 4}, 200)]  # fmt: skip
+    rows = [base.loc[plain].to_dict() | knobs | {"point": point, "nfe": nfe, "psnr": 25.0 + i, "swd": 40.0 - i}
+            for i, (point, plain, knobs, nfe) in enumerate(sweeps)]  # fmt: skip
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_knob_sweeps_are_dashed_curves_in_the_tradeoff_and_left_out_of_the_rdp_figure() -> None:
+    table = with_knob_rows(summary_table())
+    figure = plot_tradeoff(table, perception=["swd"]).figure
+    (legend,) = [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
+    styles = {text.get_text(): handle.get_linestyle() for handle, text in
+              zip(legend.legend_handles, legend.get_texts(), strict=True)}  # fmt: skip
+    assert styles["DDPM, 50 steps: start level t0 (from MSH)"] == "--"
+    assert styles["DDIM, 5 steps: guidance w"] == "-."
+    assert styles["DDPM, 50 steps: mean of N samples"] == ":"
+    assert styles["DDPM"] == "-"  # the plain step curve
+    labels = {text.get_text() for ax in figure.axes for text in ax.texts}
+    assert {"t0=0.2 (10)", "t0=0.5 (25)", "t0=1 (50)", "w=2 (10)", "w=1 (5)", "N=4 (200)"} <= labels
+    # the t0 curve runs from the MSH point (t0 = 0) through t0 = 0.2, 0.5 to the plain DDPM-50 point
+    panel = figure.axes[0]
+    dashed = [line for line in panel.get_lines() if line.get_linestyle() == "--"]
+    assert [len(line.get_xdata()) for line in dashed] == [4]
+    rdp = plot_rdp(table).figure
+    assert not any("t0" in label or "guidance" in label for label in _legend_colors(rdp))
+    assert "4 decode-time knob settings" in _notes(rdp)

@@ -54,12 +54,17 @@ class AnalyticDecoder(nn.Module):
                                     schedule=schedule, train_timesteps=train_timesteps, respacing=None)
         self.s, self.var_value = s, var_value
         self.register_buffer("abar", make_schedule(schedule, train_timesteps, None).alphas_cumprod)
+        self.checkpoint_info = {"train": {"p_uncond": 0.1}}  # as if trained with conditioning dropout
 
     def noise_schedule(self, respacing: int | None) -> NoiseSchedule:
         return make_schedule(self.config.schedule, self.config.train_timesteps, respacing)
 
     def condition(self, y_hat: torch.Tensor, x_msh: torch.Tensor | None = None) -> Condition:
         return Condition(y_hat=y_hat, x_msh=x_msh, features=None)
+
+    def drop_condition(self, cond: Condition, keep: torch.Tensor) -> Condition:
+        """The unconditional branch: zeroed y_hat, i.e. data N(0, S² I)."""
+        return Condition(y_hat=cond.y_hat * keep.to(cond.y_hat.dtype).view(-1, 1, 1, 1), x_msh=None, features=None)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         mu = cond.y_hat[:, :1, :1, :1].double()

@@ -35,14 +35,14 @@ def tiny_msh(path: Path) -> MSHCodec:
     return MSHCodec.from_net(net.eval(), quality=1, device="cpu")
 
 
-def tiny_decoder(path: Path, codec: MSHCodec, **overrides: object) -> DecoderConfig:
+def tiny_decoder(path: Path, codec: MSHCodec, p_uncond: float = 0.1, **overrides: object) -> DecoderConfig:
     # four levels: self-attention sits at the two lowest (H/8, H/16), cheap on the CPU
     config = DecoderConfig(latent_channels=24, num_channels=8, channel_mult=(1, 1, 1, 2), num_res_blocks=1, num_heads=1,
                            train_timesteps=100, respacing=None, **overrides)
     torch.manual_seed(1)
     model = DiffusionDecoder(config)
     msh = {"checkpoint": "tiny", "quality": 1, "weights_hash": codec.weights_hash}
-    save_decoder(path, config, model.state_dict(), msh=msh, rho_effective=0.0, step=0)
+    save_decoder(path, config, model.state_dict(), msh=msh, rho_effective=0.0, step=0, train={"p_uncond": p_uncond})
     return config
 
 
@@ -113,6 +113,9 @@ def test_single_file_is_repeatable_and_seeds_differ(setup: dict[str, Path]) -> N
         (["--sampler", "ddpm", "--steps", "2", "--eta", "0.5"], "'eta'"),
         (["--sampler", "ddim", "--steps", "2", "--seeds", "0", "1"], "{seed}"),
         (["--sampler", "ddim", "--steps", "500"], "'steps'"),
+        (["--sampler", "ddpm", "--steps", "2", "--t0", "1.5"], "'t0'"),
+        (["--sampler", "ddpm", "--steps", "2", "--n-avg", "0"], "'n_avg'"),
+        (["--sampler", "ddpm", "--steps", "2", "--guidance", "-1"], "'guidance'"),
     ],
 )
 def test_bad_arguments_exit_2_without_output(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
@@ -134,3 +137,40 @@ def test_decoder_of_another_codec_is_refused(setup: dict[str, Path], capsys: pyt
     assert main(args) == 2
     assert "trained on MSH weights" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_start_level_zero_is_the_msh_reconstruction(setup: dict[str, Path]) -> None:
+    """t0 = 0 runs no network step: the PNGs are those of the MSH decoder, pixel for pixel."""
+    msh_out, t0_out = setup["tmp"] / "msh", setup["tmp"] / "t0"
+    assert main(["decode", str(setup["bits"]), str(msh_out), "--decoder", "msh", "--checkpoint", str(setup["msh"]),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    assert decode(setup, setup["bits"], str(t0_out), "--sampler", "ddpm", "--steps", "4", "--t0", "0") == 0
+    for i in range(len(SIZES)):
+        assert np.array_equal(np.asarray(Image.open(msh_out / f"img{i}.png")),
+                              np.asarray(Image.open(t0_out / f"img{i}.png")))  # fmt: skip
+    assert json.loads((t0_out / "decode_config.json").read_text())["sampling"]["network_evaluations"] == 0
+
+
+def test_knobs_are_applied_and_recorded(setup: dict[str, Path]) -> None:
+    out = setup["tmp"] / "knobs"
+    args = ["--sampler", "ddim", "--steps", "4", "--t0", "0.5", "--guidance", "2", "--n-avg", "2"]
+    assert decode(setup, setup["bits"], str(out), *args) == 0
+    sampling = json.loads((out / "decode_config.json").read_text())["sampling"]
+    assert (sampling["t0"], sampling["guidance"], sampling["n_avg"]) == (0.5, 2.0, 2)
+    assert sampling["network_evaluations"] == sampling["steps_run"] * 2 * 2
+    assert 0 < sampling["steps_run"] < 4
+    plain = setup["tmp"] / "plain"
+    assert decode(setup, setup["bits"], str(plain), "--sampler", "ddim", "--steps", "4") == 0
+    assert not np.array_equal(np.asarray(Image.open(out / "img0.png")), np.asarray(Image.open(plain / "img0.png")))
+
+
+def test_guidance_without_conditioning_dropout_is_refused(setup: dict[str, Path],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    codec = tiny_msh(setup["tmp"] / "msh-again.pt")  # the same seeded weights as setup["msh"]
+    tiny_decoder(setup["tmp"] / "no-dropout.pt", codec, p_uncond=0.0, **CONFIGS["residual"])
+    setup = {**setup, "no-dropout": setup["tmp"] / "no-dropout.pt"}
+    out = setup["tmp"] / "guided"
+    args = ["--sampler", "ddim", "--steps", "2", "--guidance", "3"]
+    assert decode(setup, setup["bits"], str(out), *args, decoder="no-dropout") == 2
+    assert "'guidance'" in capsys.readouterr().err and not out.exists()
+    assert decode(setup, setup["bits"], str(out), "--sampler", "ddim", "--steps", "2", decoder="no-dropout") == 0

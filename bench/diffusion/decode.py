@@ -42,7 +42,7 @@ from bench.codec import (
 )
 from bench.codec.files import read_stream
 from bench.diffusion.model import DiffusionDecoder, load_decoder
-from bench.samplers import SamplingPlan, check_seeds, plan_sampling, sample_with_plan
+from bench.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.utils import BenchError, atomic_path, code_version, device_description, sha256_file
 
 FOLDER_RECORD = "decode_config.json"
@@ -109,14 +109,21 @@ def _batches(latents: Sequence[DecodedLatent], batch_size: int) -> list[list[int
 def decode_batch(
     model: DiffusionDecoder, codec: MSHCodec, latents: Sequence[DecodedLatent], plan: SamplingPlan, seeds: Sequence[int]
 ) -> torch.Tensor:
-    """Sample same-size latents for every seed: ``[B, S, 3, Hp, Wp]`` in [0, 1] at padded size."""
+    """Sample same-size latents for every seed: ``[B, S, 3, Hp, Wp]`` in [0, 1] at padded size.
+
+    At start level t0 = 0 no step runs and the MSH reconstruction is returned as the MSH decoder
+    makes it (same tensor, so the same PNG bytes).
+    """
     with torch.inference_mode():
         y_hat = torch.cat([latent.y_hat for latent in latents]).to(codec.device)
-        x_msh = None
-        if model.config.needs_msh:
-            x_msh = torch.cat(synthesize_batch(codec, list(latents), padded=True)) * 2.0 - 1.0
+        msh = None
+        if model.config.needs_msh or plan.knobs.t0 < 1.0:
+            msh = torch.cat(synthesize_batch(codec, list(latents), padded=True))
+        if plan.knobs.t0 == 0.0:
+            return msh[:, None].expand(-1, len(seeds), -1, -1, -1)
+        x_msh = None if msh is None else msh * 2.0 - 1.0
         cond = model.condition(y_hat, x_msh)
-        x0 = sample_with_plan(plan, model, cond, seeds)
+        x0 = sample_with_plan(plan, model, cond, seeds, x_start=x_msh)
     return ((x0 + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
@@ -168,6 +175,9 @@ def decode_diffusion(
     clip: bool = True,
     device: str = "auto",
     batch_size: int = 4,
+    t0: float = 1.0,
+    guidance: float = 1.0,
+    n_avg: int = 1,
 ) -> list[Path]:
     """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder; returns the PNGs written.
 
@@ -180,7 +190,8 @@ def decode_diffusion(
     decoder_checkpoint = Path(decoder_checkpoint)
     model = load_decoder(decoder_checkpoint, device=codec.device)
     check_decoder_matches_codec(model, codec, decoder_checkpoint)
-    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip)
+    knobs = Knobs(t0=t0, guidance=guidance, n_avg=n_avg)
+    plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip, knobs=knobs)
     # entropy-decode (and so verify) every container before the first write
     latents = [decode_latent(codec, read_stream(path), source=str(path)) for path in job.streams]
 

@@ -5,6 +5,9 @@
 - :func:`plot_tradeoff`: at each bitrate where diffusion points exist, PSNR against each realism
   measure; the settings of one sampler form a curve ordered by NFE (marker size grows with NFE, the
   NFE is written beside each point), MSH is the reference marker with a dotted line at its PSNR.
+  Each decode-time knob swept at fixed sampler settings (start level t0, guidance w, mean of N
+  samples) is a dashed/dash-dotted/dotted curve through its plain point, its values written beside
+  the points; the rate figure leaves those rows out (they all sit at the same bitrate).
 
 Both return a :class:`Plot`: the matplotlib Figure (never shown, never registered with pyplot) and
 the panels that were skipped with the reason, which the figure also prints under its legend. Panels
@@ -30,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bench.report.style import (
+    KNOB_STYLES,
     PANEL_HEIGHT,
     PANEL_WIDTH,
     RC_PARAMS,
@@ -42,6 +46,8 @@ from bench.report.style import (
 from bench.report.tables import (
     Series,
     has_values,
+    is_plain,
+    knob_curves,
     published_series,
     random_backbone,
     seeds,
@@ -174,8 +180,9 @@ def _errors(rows: pd.DataFrame, metric: str) -> np.ndarray | None:
 
 def _handle(series: Series, *, line: bool = True) -> Line2D:
     """A legend entry that looks like the series' line and marker."""
+    linestyle = ":" if series.published else (KNOB_STYLES[series.knob].linestyle if series.knob else "-")
     return Line2D(
-        [], [], color=series.color, marker=series.marker, linestyle=":" if series.published else ("-" if line else ""),
+        [], [], color=series.color, marker=series.marker, linestyle=linestyle if line else "",
         markerfacecolor="none" if series.published else series.color, label=series.label,
         markersize=7 if series.marker == "*" else None,
     )  # fmt: skip
@@ -233,6 +240,8 @@ def plot_rdp(
     for metric in metrics:
         metric_spec(metric)
     summary = with_point_columns(summary)
+    knob_rows = ~is_plain(summary)
+    summary = summary[~knob_rows]
     ours = summary_series(summary)
     skipped = {m: "no values in the summary" for m in metrics if not has_values(summary, m)}
     drawn = [m for m in metrics if m not in skipped]
@@ -242,6 +251,8 @@ def plot_rdp(
     theirs = published_series(published) if published is not None and not published.empty else []
     notes = [f"{metric_spec(m).label} not shown: {why}" for m, why in skipped.items()]
     notes += _published_notes(theirs, drawn, summary, window)
+    if knob_rows.any():
+        notes.append(f"{int(knob_rows.sum())} decode-time knob settings (t0, w, N) are in the trade-off figure")
     theirs = [replace(s, rows=s.rows[s.rows["bpp"].between(*window)]) for s in theirs]
     comparable = {m for m in drawn if m in PUBLISHED_METRICS and not random_backbone(summary, m)}
     handles = [_handle(s) for s in ours]
@@ -285,21 +296,49 @@ def _draw_tradeoff_panel(
         ax.errorbar(points[metric], points[distortion], xerr=_errors(points, metric), yerr=_errors(points, distortion),
                     color=series.color, marker=series.marker, markersize=7, linestyle="", zorder=5)  # fmt: skip
         ax.axhline(float(points[distortion].mean()), color=series.color, linestyle=":", linewidth=0.7, zorder=1)
-    for curve in _sampler_curves(rows[rows["decoder"] == "diffusion"]):
+    diffusion = rows[rows["decoder"] == "diffusion"]
+    for curve in _sampler_curves(diffusion[is_plain(diffusion)]):
         points = curve.rows.dropna(subset=[metric, distortion])
-        if points.empty:
-            continue
         points = points.iloc[np.argsort(_nfe(points), kind="stable")]
-        x, y, nfe = points[metric].to_numpy(float), points[distortion].to_numpy(float), _nfe(points)
-        ax.errorbar(x, y, xerr=_errors(points, metric), yerr=_errors(points, distortion), color=curve.color,
-                    linewidth=0.9, marker="", zorder=3)  # fmt: skip
-        sizes = NFE_SIZE[0] + NFE_SIZE[1] * np.log2(np.maximum(nfe, 1.0))
-        colors = [shade(method_color(curve.method), positions.get((curve.method, steps))) for steps in points["steps"]]
-        ax.scatter(x, y, s=sizes, c=colors, marker=curve.marker, edgecolors="white", linewidths=0.4, zorder=4)
-        for xi, yi, n, size in zip(x, y, nfe, sizes, strict=True):
-            offset = math.sqrt(size) / 2 + 2  # clear of the marker, whatever its size
-            ax.annotate(f"{n:g}", (xi, yi), xytext=(offset, 0), textcoords="offset points", va="center",
-                        fontsize=7, color="0.25", zorder=6, bbox=LABEL_BOX)  # fmt: skip
+        _draw_curve(ax, curve, points, metric, distortion, positions, [f"{n:g}" for n in _nfe(points)])
+    for curve in knob_curves(rows):
+        points = curve.rows.dropna(subset=[metric, distortion])
+        style = KNOB_STYLES[curve.knob]
+        labels = [
+            "" if decoder == "msh" else f"{style.prefix}{value:g} ({n:g})"
+            for decoder, value, n in zip(points["decoder"], points["_value"], _nfe(points), strict=True)
+        ]
+        _draw_curve(ax, curve, points, metric, distortion, positions, labels)
+
+
+def _draw_curve(
+    ax: Axes,
+    curve: Series,
+    points: pd.DataFrame,
+    metric: str,
+    distortion: str,
+    positions: dict[tuple[str, float], float],
+    labels: Sequence[str],
+) -> None:
+    """One curve of the trade-off plane in the given point order: a line (dashed for a knob), markers
+    sized by NFE and shaded by step count, and a label beside each point (empty: none)."""
+    if points.empty:
+        return
+    x, y, nfe = points[metric].to_numpy(float), points[distortion].to_numpy(float), _nfe(points)
+    linestyle = KNOB_STYLES[curve.knob].linestyle if curve.knob else "-"
+    ax.errorbar(x, y, xerr=_errors(points, metric), yerr=_errors(points, distortion), color=curve.color,
+                linewidth=0.9, linestyle=linestyle, marker="", zorder=3)  # fmt: skip
+    diffusion = (points["decoder"] == "diffusion").to_numpy()
+    sizes = NFE_SIZE[0] + NFE_SIZE[1] * np.log2(np.maximum(nfe, 1.0))
+    colors = [shade(method_color(curve.method), positions.get((curve.method, steps))) for steps in points["steps"]]
+    ax.scatter(x[diffusion], y[diffusion], s=sizes[diffusion], c=[c for c, d in zip(colors, diffusion) if d],
+               marker=curve.marker, edgecolors="white", linewidths=0.4, zorder=4)  # fmt: skip
+    for xi, yi, label, size in zip(x, y, labels, sizes, strict=True):
+        if not label:
+            continue
+        offset = math.sqrt(size) / 2 + 2  # clear of the marker, whatever its size
+        ax.annotate(label, (xi, yi), xytext=(offset, 0), textcoords="offset points", va="center",
+                    fontsize=7, color="0.25", zorder=6, bbox=LABEL_BOX)  # fmt: skip
 
 
 def _sampler_curves(diffusion: pd.DataFrame) -> list[Series]:
@@ -341,10 +380,12 @@ def plot_tradeoff(
     if not drawn:
         raise BenchError(f"none of the realism metrics {list(perception)} has a value in the summary")
     notes = [f"{metric_spec(m).label} not shown: {why}" for m, why in skipped.items()]
-    notes.append("marker size and the number beside each point: network evaluations (NFE) per image")
+    notes.append("marker size and the number beside each point (in brackets on knob curves): network "
+                 "evaluations (NFE) per image")  # fmt: skip
     positions = step_positions(summary)
     handles = [_handle(s, line=False) for s in summary_series(summary[summary["decoder"] == "msh"])]
-    handles += [_handle(curve) for curve in _sampler_curves(diffusion)]
+    handles += [_handle(curve) for curve in _sampler_curves(diffusion[is_plain(diffusion)])]
+    handles += [_handle(curve) for curve in knob_curves(in_plane)]
     with style():
         grid = _grid(len(qualities) * len(drawn), len(handles), notes, panel_height=TRADEOFF_PANEL_HEIGHT)
         panels = iter(grid.panels)

@@ -39,6 +39,22 @@ METHOD_NAMES: dict[str, str] = {
     "dpmpp": "DPM++", "hific": "HiFiC", "cdc": "CDC", "jpeg": "JPEG",
 }  # fmt: skip
 
+@dataclass(frozen=True)
+class KnobStyle:
+    """How a decode-time knob's curve looks: its name in legends, the prefix of its point labels, its dashes."""
+
+    name: str
+    prefix: str
+    linestyle: str
+
+
+# The issue-11 knobs (bench.points.KNOB_DEFAULTS); the step-count curves of plain samplers are solid.
+KNOB_STYLES: dict[str, KnobStyle] = {
+    "t0": KnobStyle("start level t0 (from MSH)", "t0=", "--"),
+    "guidance": KnobStyle("guidance w", "w=", "-."),
+    "n_avg": KnobStyle("mean of N samples", "N=", ":"),
+}
+
 # Width of one panel in a two-column paper (one column ≈ 3.5 in), and the text sizes (≥ 7 pt).
 PANEL_WIDTH = 3.5
 PANEL_HEIGHT = 2.6

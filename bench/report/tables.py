@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.points import parse_point
-from bench.report.style import METRICS, method_color, method_key, method_marker, method_name, shade
+from bench.points import KNOB_DEFAULTS, parse_point
+from bench.report.style import KNOB_STYLES, METRICS, method_color, method_key, method_marker, method_name, shade
 from bench.utils import BenchError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("dataset", "point", "bpp")
-POINT_COLUMNS: tuple[str, ...] = ("decoder", "sampler", "steps", "eta")
+POINT_COLUMNS: tuple[str, ...] = ("decoder", "sampler", "steps", "eta", *KNOB_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Series:
     rows: pd.DataFrame
     published: bool = False
     shade_position: float | None = None  # 0 = the method's fewest steps, 1 = its most (see style.shade)
+    knob: str | None = None  # the decode-time knob this curve sweeps (bench.points.KNOB_DEFAULTS), if any
 
     @property
     def color(self) -> tuple[float, float, float]:
@@ -60,6 +61,52 @@ def with_point_columns(table: pd.DataFrame) -> pd.DataFrame:
         return table
     parsed = pd.DataFrame([parse_point(str(point)).columns() for point in table["point"]], index=table.index)
     return table.assign(**{column: parsed[column] for column in missing})
+
+
+def knob_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """The knob columns (t0, guidance, n_avg) of every row, their plain values where empty or absent."""
+    return pd.DataFrame(
+        {
+            knob: pd.to_numeric(table[knob], errors="coerce").fillna(default) if knob in table.columns else default
+            for knob, default in KNOB_DEFAULTS.items()
+        },
+        index=table.index,
+    )
+
+
+def is_plain(table: pd.DataFrame) -> pd.Series:
+    """True for the rows whose knobs are all at their plain values (every non-diffusion row)."""
+    knobs = knob_settings(table)
+    return (knobs == pd.Series(KNOB_DEFAULTS)).all(axis=1)
+
+
+def knob_curves(table: pd.DataFrame) -> list[Series]:
+    """One curve per (knob, sampler, steps, eta, seed) that the table sweeps: the rows with that knob
+    set and the other knobs plain, plus the plain row itself, ordered by the knob's value. A t0 curve
+    starts at the table's MSH row (t0 = 0 *is* the MSH reconstruction). Rows that set several knobs at
+    once belong to no curve."""
+    diffusion = table[table["decoder"] == "diffusion"]
+    knobs = knob_settings(diffusion)
+    off_default = knobs != pd.Series(KNOB_DEFAULTS)
+    msh = table[table["decoder"] == "msh"]
+    curves = []
+    for knob in KNOB_DEFAULTS:
+        others_plain = ~off_default.drop(columns=knob).any(axis=1)
+        rows = diffusion.assign(_value=knobs[knob], _eta=_filled(diffusion["eta"]), _seed=seeds(diffusion))
+        for (sampler, steps, eta, _), group in rows[others_plain].groupby(["sampler", "steps", "_eta", "_seed"]):
+            if (group["_value"] == KNOB_DEFAULTS[knob]).all():
+                continue
+            if knob == "t0" and not msh.empty:
+                group = pd.concat([msh.assign(_value=0.0), group])
+            label = _series_label(str(sampler), _number(steps), _number(eta)) + f": {KNOB_STYLES[knob].name}"
+            curves.append(Series(str(sampler), label, _number(steps), _number(eta),
+                                 group.sort_values("_value").drop(columns=["_eta", "_seed"]), knob=knob))  # fmt: skip
+    return curves
+
+
+def _filled(column: pd.Series) -> pd.Series:
+    """A numeric column with NaN as 0 (eta of samplers without one), for grouping."""
+    return pd.to_numeric(column, errors="coerce").fillna(0.0)
 
 
 def load_summary(path: str | Path, dataset: str | None = None) -> pd.DataFrame:
