@@ -32,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.points import KNOB_DEFAULTS
 from bench.report.style import (
     KNOB_STYLES,
     PANEL_HEIGHT,
@@ -304,8 +305,9 @@ def _draw_tradeoff_panel(
     for curve in knob_curves(rows):
         points = curve.rows.dropna(subset=[metric, distortion])
         style = KNOB_STYLES[curve.knob]
+        plain = KNOB_DEFAULTS[curve.knob]  # the plain point carries its step curve's NFE label already
         labels = [
-            "" if decoder == "msh" else f"{style.prefix}{value:g} ({n:g})"
+            "" if decoder == "msh" or value == plain else f"{style.prefix}{value:g} ({n:g})"
             for decoder, value, n in zip(points["decoder"], points["_value"], _nfe(points), strict=True)
         ]
         _draw_curve(ax, curve, points, metric, distortion, positions, labels)
