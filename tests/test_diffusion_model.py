@@ -96,6 +96,29 @@ def test_residual_over_msh_starts_exactly_at_msh() -> None:
     assert torch.equal(out, x_msh)
 
 
+def test_msh_prior_skip_starts_at_the_gaussian_posterior_mean() -> None:
+    """With msh_prior_std s a fresh model is the optimal denoiser for x0 ~ N(x_msh, s² I): derived
+    here from the Gaussian posterior in float64, x_t itself at t = 0 and x_msh at pure noise."""
+    s = 0.12
+    model = DiffusionDecoder(tiny_config(residual_over_msh=True, msh_input=True, learn_sigma=False, msh_prior_std=s))
+    y_hat, x_msh, _ = inputs(3, 64, 64)
+    g = torch.Generator().manual_seed(5)
+    x0 = x_msh + s * torch.randn(x_msh.shape, generator=g)
+    t = torch.tensor([0, 50, 99])
+    abar = model.noise_schedule(None).alphas_cumprod[t].view(-1, 1, 1, 1)  # float64
+    x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * torch.randn(x0.shape, generator=g)).float()
+    with torch.no_grad():
+        out = model(x_t, t, model.condition(y_hat, x_msh))
+    # posterior of x0 given x_t = a x0 + b eps, x0 ~ N(x_msh, s²): precision-weighted mean
+    a, b2 = abar.sqrt(), 1 - abar
+    posterior = (x_msh.double() / s**2 + a * x_t.double() / b2) / (1 / s**2 + abar / b2)
+    torch.testing.assert_close(out.double(), posterior, rtol=0, atol=1e-5)
+    assert (out[0] - x_t[0]).abs().max() < 0.02  # t = 0: nearly clean input passes through
+    assert (out[2] - x_msh[2]).abs().max() < 1e-3  # pure noise: the MSH reconstruction
+    with pytest.raises(BenchError, match="msh_prior_std"):
+        tiny_config(msh_prior_std=s)  # needs residual_over_msh
+
+
 def test_uncondition_zeroes_latent_and_msh_and_recomputes_cached_maps() -> None:
     model = DiffusionDecoder(tiny_config(msh_input=True))
     y_hat, x_msh, _ = inputs(3, 64, 64)
