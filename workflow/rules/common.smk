@@ -31,6 +31,12 @@ if not os.path.exists(CONFIG_FILE):
         yaml.safe_dump(config, _f, sort_keys=True)
     os.replace(CONFIG_FILE + ".tmp", CONFIG_FILE)
 
+# Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 unless declared), which would run every
+# torch step single-threaded. The torch-heavy rules (training, decoding, metrics) take every local
+# core instead, so a CPU run never oversubscribes the cores (two 2-thread torch processes on two
+# cores slow each other down 5-10x); on a cluster the profile's cpus_per_task decides.
+TORCH_THREADS = workflow.cores if isinstance(workflow.cores, int) and workflow.cores > 0 else 1
+
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
 
 

@@ -10,6 +10,7 @@ rule encode:
         msh=msh_checkpoint,
     output:
         directory("work/{dataset}/q{quality}/bits"),
+    threads: TORCH_THREADS
     log:
         "logs/encode/{dataset}/q{quality}.log",
     benchmark:
@@ -26,6 +27,7 @@ rule decode_msh:
         msh=msh_checkpoint,
     output:
         directory("work/{dataset}/q{quality}/msh"),
+    threads: TORCH_THREADS
     log:
         "logs/decode/{dataset}/q{quality}/msh.log",
     benchmark:
@@ -51,6 +53,7 @@ rule decode_diffusion:
         decoder=f"{config['decoder']['checkpoint_dir']}/q{{quality}}.pt",
     output:
         directory("work/{dataset}/q{quality}/{diffusion_point}"),
+    threads: TORCH_THREADS
     log:
         "logs/decode/{dataset}/q{quality}/{diffusion_point}.log",
     benchmark:

@@ -27,6 +27,7 @@ rule metrics:
     output:
         per_image="work/{dataset}/metrics/{group}/{point}.csv",
         summary="work/{dataset}/metrics/{group}/{point}_summary.csv",
+    threads: TORCH_THREADS
     log:
         "logs/metrics/{dataset}/{group}/{point}.log",
     benchmark:

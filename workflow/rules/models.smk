@@ -9,6 +9,7 @@ if config["msh"]["source"] == "train":
             data=rules.fetch_training_set.output[0],
         output:
             f"{config['msh']['checkpoint_dir']}/q{{quality}}.pt",
+        threads: TORCH_THREADS
         log:
             "logs/train_msh/q{quality}.log",
         benchmark:
@@ -40,6 +41,7 @@ rule train_decoder:
         msh=msh_checkpoint,
     output:
         f"{config['decoder']['checkpoint_dir']}/q{{quality}}.pt",
+    threads: TORCH_THREADS
     log:
         "logs/train_decoder/q{quality}.log",
     benchmark:
