@@ -1,4 +1,5 @@
-"""Shared test fixtures: the offline mirror beside the checkout and small synthetic images.
+"""Shared test fixtures: the offline mirror beside the checkout, small synthetic images, and the
+CI configuration's DAG run once per session with the local executor.
 
 The mirror is ``$BENCH_DATA_MIRROR`` when set, else ``../shared/data`` beside the repository
 root (what CI and our machines have). Tests that need a dataset the mirror lacks skip with a reason.
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.ci_workflow import WorkflowRun, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -44,6 +47,17 @@ def kodak_dir(mirror: Path) -> Path:
 def _mirror_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the suite at the test mirror and a lock file that tests cannot leak into the checkout."""
     monkeypatch.setenv("BENCH_DATA_MIRROR", str(mirror_dir()))
+
+
+@pytest.fixture(scope="session")
+def ci_local_run(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> WorkflowRun:
+    """The CI configuration's whole DAG run by the local executor on two cores, once per session.
+
+    tests/test_workflow.py checks it against the committed reference; tests/test_slurm.py compares
+    the Slurm run with it and reuses its trained models. Minutes of CPU: only slow tests use it.
+    """
+    workdir = tmp_path_factory.mktemp("ci-local")
+    return snakemake(workdir, "--cores", "2", env=os.environ | {"BENCH_DATA_MIRROR": str(mirror)})
 
 
 def write_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
