@@ -94,8 +94,8 @@ def collect(
         extra = _point_columns(row["point"])
         record = read_record(folder)
         extra |= {key: record.get(key) for key in RECORD_FIELDS}
-        if extra["nfe"] is None and extra["decoder"] != "diffusion":
-            extra["nfe"] = 0  # no network evaluations beyond the codec's own transform
+        if extra["nfe"] is None and extra["decoder"] in ("msh", "jpeg"):
+            extra["nfe"] = 0  # no network evaluations beyond the codec's own transform (a byo codec's: unknown)
         summary_rows.append(row | extra)
         images = _read_csv(image_path)
         image_frames.append(images.assign(**{k: extra[k] for k in POINT_FIELDS}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.conftest import write_png
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -35,3 +39,63 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path: Path) -> None:
                         str(REPO / "Snakefile"))
     assert result.returncode != 0
     assert "euler" in result.stdout + result.stderr
+
+
+def _byo_config(tmp_path: Path, entries: list[dict[str, object]]) -> Path:
+    """The CI config with bring-your-own entries added."""
+    config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+    config["baselines"]["byo"] = entries
+    path = tmp_path / "byo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _dag_edges(dot: str) -> set[tuple[str, str]]:
+    """``(from, to)`` job labels (rule name, then its wildcards, one per line) of a ``--dag`` graph."""
+    nodes = re.finditer(r'(?P<id>\d+)\[label = "(?P<label>[^"]*)"', dot)
+    labels = {node["id"]: node["label"].replace("\\n", " ") for node in nodes}
+    return {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)}
+
+
+def test_byo_entries_are_checked_measured_in_place_and_tabled(tmp_path: Path) -> None:
+    mine = tmp_path / "my codec"  # a space: paths from the config are quoted in the commands
+    write_png(mine / "recon" / "kodim01.png", 32, 32)
+    (mine / "bits").mkdir()
+    (mine / "bits" / "kodim01.tfci").write_bytes(b"\x00" * 64)
+    (mine / "bpp.csv").write_text("image,bpp\nkodim01,0.5\n")
+    config = _byo_config(tmp_path, [
+        {"name": "mine", "dataset": "kodak", "reconstructions": str(mine / "recon"), "bpp_table": str(mine / "bpp.csv"),
+         "label": "My codec", "quality": 2},
+        {"name": "bits", "dataset": "kodak", "reconstructions": str(mine / "recon"), "bitstreams": str(mine / "bits")},
+        {"name": "mine", "dataset": "div2k-valid", "reconstructions": str(mine / "recon"),
+         "bitstreams": str(mine / "bits")},  # div2k-valid is not evaluated by this config: no job
+    ])  # fmt: skip
+    args = ["--configfile", str(config), "--directory", str(tmp_path / "run"), "--snakefile", str(REPO / "Snakefile")]
+    dag = _snakemake("--dag", *args)
+    assert dag.returncode == 0, dag.stdout + dag.stderr
+    edges = _dag_edges(dag.stdout)
+    for name in ("mine", "bits"):
+        assert (f"byo_check byo_point: byo-{name}", f"metrics group: byo point: byo-{name}") in edges
+        assert (f"metrics group: byo point: byo-{name}", "tables") in edges
+    assert not any("div2k" in a or "div2k" in b for a, b in edges)
+
+    dry = _snakemake("-n", "-p", *args)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    recon = shlex.quote(str(mine / "recon"))
+    assert (f"byo-check --reference data/eval/kodak --reconstructions {recon} --bpp-table "
+            f"{shlex.quote(str(mine / 'bpp.csv'))} --out work/kodak/byo/bpp/byo-mine.csv") in dry.stdout
+    assert f"--bitstreams {shlex.quote(str(mine / 'bits'))} --out work/kodak/byo/bpp/byo-bits.csv" in dry.stdout
+    assert (f"--reconstructions {recon} --bpp-table work/kodak/byo/bpp/byo-mine.csv "
+            "--out work/kodak/metrics/byo/byo-mine.csv") in dry.stdout
+    assert "--label 'codec=My codec' --label quality=2 --label point=byo-mine" in dry.stdout
+    assert "--label codec=bits --label point=byo-bits" in dry.stdout  # no quality given: none labelled
+    assert f" {recon} {recon} --out-per-image" in dry.stdout  # tables: the byo folders, last
+
+
+def test_a_byo_name_twice_for_one_dataset_is_rejected_naming_the_key(tmp_path: Path) -> None:
+    entry = {"name": "mine", "dataset": "kodak", "reconstructions": "recon", "bpp_table": "bpp.csv"}
+    config = _byo_config(tmp_path, [entry, {**entry, "bpp_table": "other.csv"}])
+    result = _snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), "--snakefile",
+                        str(REPO / "Snakefile"))
+    assert result.returncode != 0
+    assert "'baselines.byo' names 'mine' twice for dataset 'kodak'" in result.stdout + result.stderr

@@ -11,6 +11,10 @@ code: a folder of decoded PNGs named like the reference images, and its rate as 
 :func:`check_byo` verifies all of it at once (names match, PNGs decode, 8-bit RGB of the reference's
 size, one rate per image) and returns the per-image bpp table, so a bad folder fails here with one
 message instead of halfway through a metrics run.
+
+In the workflow such a codec is a config entry (``baselines.byo`` in ``bench/schema.yaml``): one
+folder of reconstructions of one dataset, the point ``byo-NAME``. :func:`byo_points` reads the
+entries, :func:`entry_labels` gives the table labels of an entry's rows.
 """
 
 from __future__ import annotations
@@ -18,19 +22,19 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from bench.metrics.evaluate import match_images
+from bench.metrics.rates import BPP_COLUMNS, file_bpp, read_bpp_table
+from bench.points import Point, format_point
 from bench.utils import BenchError, atomic_path, short_list
 
 log = logging.getLogger(__name__)
-
-BPP_COLUMNS: tuple[str, ...] = ("image", "bpp")
-
 
 
 def image_size(path: Path, *, require_rgb: bool = False) -> tuple[int, int]:
@@ -61,38 +65,13 @@ def bitstream_files(folder: str | Path, names: Sequence[str]) -> dict[str, Path]
         raise BenchError(f"no bitstream in {folder} for {short_list(missing)}; name each file after its image")
     ambiguous = [name for name in names if len(by_stem[name]) > 1]
     if ambiguous:
-        raise BenchError(f"several files share an image's stem in {folder}: {short_list(ambiguous)}; keep one per image")
+        raise BenchError(
+            f"several files share an image's stem in {folder}: {short_list(ambiguous)}; keep one per image"
+        )
     empty = [name for name in names if by_stem[name][0].stat().st_size == 0]
     if empty:
         raise BenchError(f"empty bitstreams in {folder}: {short_list(empty)}")
     return {name: by_stem[name][0] for name in names}
-
-
-def read_bpp_table(path: str | Path, names: Sequence[str]) -> dict[str, float]:
-    """Per-image bpp from a CSV with columns ``image,bpp``: exactly the given names, finite and > 0."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype={"image": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BenchError(f"cannot read the bpp table {path}: {err}") from None
-    if list(table.columns[:2]) != list(BPP_COLUMNS):
-        raise BenchError(f"bpp table {path} must start with the columns image,bpp (it has {list(table.columns)})")
-    table["image"] = table["image"].map(lambda name: Path(name).stem)  # "kodim01.png" and "kodim01" both work
-    duplicated = sorted(set(table.loc[table["image"].duplicated(), "image"]))
-    if duplicated:
-        raise BenchError(f"bpp table {path} lists images more than once: {short_list(duplicated)}")
-    missing = sorted(set(names) - set(table["image"]))
-    extra = sorted(set(table["image"]) - set(names))
-    if missing or extra:
-        raise BenchError(
-            f"bpp table {path} does not match the reference images: "
-            f"missing {short_list(missing) or 'none'}; unknown {short_list(extra) or 'none'}"
-        )
-    bpp = pd.to_numeric(table["bpp"], errors="coerce")
-    bad = sorted(table.loc[~(bpp > 0) | ~bpp.map(math.isfinite), "image"])
-    if bad:
-        raise BenchError(f"bpp table {path} has no positive finite bpp for {short_list(bad)}")
-    return dict(zip(table["image"], bpp.astype(float), strict=True))
 
 
 def check_byo(
@@ -123,8 +102,9 @@ def check_byo(
         )
     names = [pair.stem for pair in pairs]
     if bitstreams is not None:
-        nbytes = {name: path.stat().st_size for name, path in bitstream_files(bitstreams, names).items()}
-        bpp = {name: nbytes[name] * 8 / (sizes[name][0] * sizes[name][1]) for name in names}
+        files = bitstream_files(bitstreams, names)
+        nbytes = {name: path.stat().st_size for name, path in files.items()}
+        bpp = {name: file_bpp(files[name], sizes[name][1], sizes[name][0]) for name in names}
     else:
         nbytes = dict.fromkeys(names, math.nan)
         bpp = read_bpp_table(bpp_table, names)
@@ -137,6 +117,35 @@ def check_byo(
             "bpp": [bpp[n] for n in names],
         }
     )
+
+
+def byo_points(config: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A validated config's ``baselines.byo`` entries by dataset, then by point id (``byo-NAME``).
+
+    One name may serve several datasets, but not twice one dataset: both entries would write the same
+    files and table rows, so that is a :class:`BenchError` naming the key and the entries.
+    """
+    by_dataset: dict[str, dict[str, dict[str, Any]]] = {}
+    first_index: dict[tuple[str, str], int] = {}
+    for index, entry in enumerate(config["baselines"]["byo"]):
+        dataset, point = entry["dataset"], format_point(Point("byo", name=entry["name"]))
+        if (dataset, point) in first_index:
+            raise BenchError(
+                f"config key 'baselines.byo' names {entry['name']!r} twice for dataset {dataset!r} "
+                f"(entries {first_index[dataset, point]} and {index}); give each entry of a dataset its own name"
+            )
+        first_index[dataset, point] = index
+        by_dataset.setdefault(dataset, {})[point] = entry
+    return by_dataset
+
+
+def entry_labels(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The codec and quality labels of an entry's table rows: ``codec`` is its display ``label`` (its
+    ``name`` when it has none), ``quality`` its ``quality`` (left out when null)."""
+    labels = {"codec": str(entry.get("label") or entry["name"])}
+    if entry.get("quality") is not None:
+        labels["quality"] = str(entry["quality"])
+    return labels
 
 
 def _cmd_byo_check(args: argparse.Namespace) -> int:

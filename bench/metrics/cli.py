@@ -45,6 +45,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         out=args.out,
         summary_path=args.summary,
         bitstreams_dir=args.bitstreams,
+        bpp_table=args.bpp_table,
         options=options,
         labels=parse_labels(args.label),
         config_hash=digest,
@@ -65,7 +66,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--reference", required=True, metavar="DIR", help="folder of original PNGs")
     parser.add_argument("--reconstructions", required=True, metavar="DIR", help="folder of decoded PNGs, same names")
-    parser.add_argument("--bitstreams", metavar="DIR", help="folder of STEM.bin files; adds the bpp column")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--bitstreams", metavar="DIR", help="folder of STEM.bin files; adds the bpp column")
+    rate.add_argument(
+        "--bpp-table",
+        metavar="CSV",
+        help="CSV with columns image,bpp (e.g. from `byo-check --out`), one row per image; adds the bpp column",
+    )
     parser.add_argument("--out", required=True, metavar="CSV", help="per-image table")
     parser.add_argument("--summary", metavar="CSV", help="summary table (default: OUT with a _summary suffix)")
     parser.add_argument("--config", metavar="YAML", help="config file (its metrics section; hash recorded)")

@@ -1,7 +1,8 @@
 """Measure a folder of reconstructions against a folder of references: the two metric tables.
 
-Images are matched by file stem (``kodim01.png`` ↔ ``kodim01.png``); bitstreams, when given, are
-``BITS/<stem>.bin`` and give ``bpp = bytes × 8 / (H × W)``. Every image is measured as the 8-bit PNG a
+Images are matched by file stem (``kodim01.png`` ↔ ``kodim01.png``). The rate, when asked for, comes
+from bitstreams ``BITS/<stem>.bin`` (``bpp = bytes × 8 / (H × W)``) or from an ``image,bpp`` table (a
+foreign codec's rates, see :mod:`bench.metrics.rates`). Every image is measured as the 8-bit PNG a
 user gets, at full resolution, in batches of equal shape (portrait and landscape images can share a
 folder), on CUDA when present.
 
@@ -44,6 +45,7 @@ from bench.metrics.distribution import InceptionFeatures, PatchFID
 from bench.metrics.fidelity import ms_ssim, psnr
 from bench.metrics.niqe import niqe
 from bench.metrics.perceptual import DISTS, LPIPS
+from bench.metrics.rates import file_bpp, read_bpp_table
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
 from bench.metrics.swd import swd
 from bench.metrics.weights import resolve_backbones
@@ -104,12 +106,14 @@ class MetricsOptions:
 
 @dataclass(frozen=True)
 class ImagePair:
-    """One reference image, its reconstruction and (optionally) the bitstream that produced it."""
+    """One reference image, its reconstruction and (optionally) its rate: the bitstream that produced
+    it, or its bpp as a table gave it (never both)."""
 
     stem: str
     reference: Path
     reconstruction: Path
     bitstream: Path | None = None
+    bpp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,15 @@ def match_images(
     reference_dir: str | os.PathLike,
     reconstructions_dir: str | os.PathLike,
     bitstreams_dir: str | os.PathLike | None = None,
+    bpp_table: str | os.PathLike | None = None,
 ) -> list[ImagePair]:
-    """Pair the PNGs of two folders by stem; any image without its partner is one error listing all."""
+    """Pair the PNGs of two folders by stem; any image without its partner is one error listing all.
+
+    The rate comes from at most one of ``bitstreams_dir`` (``<stem>.bin`` files) and ``bpp_table``
+    (an ``image,bpp`` CSV naming exactly the reference images).
+    """
+    if bitstreams_dir is not None and bpp_table is not None:
+        raise BenchError("give the rate as bitstreams or as a bpp table, not both")
     references = _pngs_by_stem(Path(reference_dir), "reference")
     reconstructions = _pngs_by_stem(Path(reconstructions_dir), "reconstruction")
     missing = sorted(references.keys() - reconstructions.keys())
@@ -155,7 +166,13 @@ def match_images(
         absent = sorted(stem for stem, path in bitstreams.items() if not path.is_file())
         if absent:
             raise BenchError(f"bitstreams missing in {bitstreams_dir}: {short_list([f'{s}.bin' for s in absent])}")
-    return [ImagePair(stem, references[stem], reconstructions[stem], bitstreams[stem]) for stem in sorted(references)]
+    rates: dict[str, float | None] = dict.fromkeys(references)
+    if bpp_table is not None:
+        rates = read_bpp_table(bpp_table, sorted(references))
+    return [
+        ImagePair(stem, references[stem], reconstructions[stem], bitstreams[stem], rates[stem])
+        for stem in sorted(references)
+    ]
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -288,7 +305,9 @@ def evaluate(
         height, width = reference.shape[:2]
         rows.append({"image": pair.stem, "height": height, "width": width})
         if pair.bitstream is not None:
-            rows[-1]["bpp"] = pair.bitstream.stat().st_size * 8 / (height * width)
+            rows[-1]["bpp"] = file_bpp(pair.bitstream, height, width)
+        elif pair.bpp is not None:
+            rows[-1]["bpp"] = pair.bpp
     _measure(loaded, rows, meters, options.batch_size, device)
 
     dataset_level: dict[str, Any] = {}
@@ -334,12 +353,13 @@ def run_metrics(
     out: str | os.PathLike,
     summary_path: str | os.PathLike | None = None,
     bitstreams_dir: str | os.PathLike | None = None,
+    bpp_table: str | os.PathLike | None = None,
     options: MetricsOptions,
     labels: Mapping[str, str] | None = None,
     config_hash: str = "",
 ) -> MetricsTables:
     """Match, measure and write both CSVs together (neither appears if anything fails)."""
-    pairs = match_images(reference_dir, reconstructions_dir, bitstreams_dir)
+    pairs = match_images(reference_dir, reconstructions_dir, bitstreams_dir, bpp_table)
     tables = evaluate(pairs, options, labels=labels, config_hash=config_hash)
     summary_path = summary_path if summary_path is not None else default_summary_path(out)
     write_tables({out: tables.per_image, summary_path: tables.summary})

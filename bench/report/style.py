@@ -123,11 +123,15 @@ def axis_label(metric: str, *, random_backbone: bool = False) -> str:
 def method_key(
     decoder: str | None, sampler: str | None = None, codec: str | None = None, point: str | None = None
 ) -> str:
-    """The palette key of a table row: ``msh``, the sampler name, ``jpeg``, ``byo-NAME`` or a codec name."""
+    """The palette key of a table row: ``msh``, the sampler name, ``jpeg``, ``byo-CODEC`` or a codec name.
+
+    A bring-your-own row's codec is its config entry's display label (its name when it has none), so
+    entries sharing a label form one method: one colour, one legend entry, one curve over their rates.
+    """
     if decoder == "diffusion" and sampler:
         return str(sampler)
-    if decoder == "byo" and point:
-        return str(point)
+    if decoder == "byo" and (codec or point):
+        return f"byo-{codec}" if codec else str(point)
     if decoder in ("msh", "jpeg"):
         return str(decoder)
     return str(codec or decoder or point)

@@ -1,6 +1,7 @@
 # Names, paths and wildcard constraints shared by every rule file.
 import os
 
+from bench.baselines.byo import byo_points
 from bench.config import config_hash
 from bench.data import DATASETS
 from bench.points import grid_points
@@ -16,6 +17,8 @@ MSH_QUALITIES = config["msh"]["qualities"]
 DECODER_QUALITIES = config["decoder"]["qualities"]
 DIFFUSION_POINTS = [p.id for p in grid_points(config["sampling"])]
 JPEG_POINTS = [f"jpeg-q{q}" for q in config["baselines"]["jpeg_qualities"]]
+BYO = byo_points(config)  # dataset -> byo-NAME -> its baselines.byo entry (names unique per dataset)
+BYO_POINTS = sorted({point for points in BYO.values() for point in points})
 FIGURES = ["rdp", "tradeoff", "samples"]
 
 missing = sorted(set(DECODER_QUALITIES) - set(MSH_QUALITIES))
@@ -63,7 +66,8 @@ def point_columns_regex(points):
 wildcard_constraints:
     dataset="|".join(sorted(DATASETS)),
     quality=r"[1-8]",
-    point=point_columns_regex(["msh", *DIFFUSION_POINTS, *JPEG_POINTS]),
+    point=point_columns_regex(["msh", *DIFFUSION_POINTS, *JPEG_POINTS, *BYO_POINTS]),
     diffusion_point=point_columns_regex(DIFFUSION_POINTS),
     jpeg_point=point_columns_regex(JPEG_POINTS),
-    group=r"q[1-8]|jpeg",
+    byo_point=point_columns_regex(BYO_POINTS),
+    group=r"q[1-8]|jpeg|byo",

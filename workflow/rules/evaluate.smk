@@ -1,29 +1,44 @@
 # Metrics per decoder point, the dataset tables, and the figures.
+import shlex
+
+from bench.baselines.byo import entry_labels
 
 
-def bitstreams_of(wildcards):
-    """Where a point's bitstreams are: the shared MSH bits of its quality, or its own JPEG files."""
+def point_folder(dataset, group, point):
+    """A point's reconstructions: work/{dataset}/{group}/{point}, or a byo entry's own folder (read in place)."""
+    if group == "byo":
+        return byo_entry(dataset, point)["reconstructions"]
+    return f"work/{dataset}/{group}/{point}"
+
+
+def rate_of(wildcards):
+    """Where a point's rate comes from: the shared MSH bits of its quality, its own JPEG files, or a byo
+    point's bpp table as byo_check wrote it."""
     if wildcards.group == "jpeg":
         return f"work/{wildcards.dataset}/jpeg/bits/{wildcards.point}"
+    if wildcards.group == "byo":
+        return f"work/{wildcards.dataset}/byo/bpp/{wildcards.point}.csv"
     return f"work/{wildcards.dataset}/{wildcards.group}/bits"
 
 
 def codec_labels(wildcards):
     """The opaque labels the metrics step writes into every row of this point."""
     if wildcards.group == "jpeg":
-        codec, quality = "jpeg", parse_point(wildcards.point).quality
+        labels = {"codec": "jpeg", "quality": parse_point(wildcards.point).quality}
+    elif wildcards.group == "byo":
+        labels = entry_labels(byo_entry(wildcards.dataset, wildcards.point))
     else:
-        codec, quality = "mbt2018-mean", wildcards.group[1:]
-    return (f"--label dataset={wildcards.dataset} --label codec={codec} --label quality={quality} "
-            f"--label point={wildcards.point}")
+        labels = {"codec": "mbt2018-mean", "quality": wildcards.group[1:]}
+    labels = {"dataset": wildcards.dataset, **labels, "point": wildcards.point}
+    return " ".join(f"--label {shlex.quote(f'{key}={value}')}" for key, value in labels.items())
 
 
 rule metrics:
     """Measure one decoder point's reconstructions against the evaluation images."""
     input:
         reference=f"{DATA}/eval/{{dataset}}",
-        reconstructions="work/{dataset}/{group}/{point}",
-        bitstreams=bitstreams_of,
+        reconstructions=lambda wc: point_folder(wc.dataset, wc.group, wc.point),
+        rate=rate_of,
     output:
         per_image="work/{dataset}/metrics/{group}/{point}.csv",
         summary="work/{dataset}/metrics/{group}/{point}_summary.csv",
@@ -34,17 +49,20 @@ rule metrics:
         "benchmarks/metrics/{dataset}/{group}/{point}.tsv"
     params:
         labels=codec_labels,
+        rate=lambda wc: "--bpp-table" if wc.group == "byo" else "--bitstreams",
     shell:
         "{PY} -m bench metrics --config {CONFIG_FILE} --reference {input.reference} "
-        "--reconstructions {input.reconstructions} --bitstreams {input.bitstreams} --out {output.per_image} "
+        "--reconstructions {input.reconstructions:q} {params.rate} {input.rate:q} --out {output.per_image} "
         "--summary {output.summary} {params.labels} > {log} 2>&1"
 
 
 def evaluated_points(dataset):
-    """(group, point) of every decoder point of a dataset, in table order."""
+    """(group, point) of every decoder point of a dataset, in table order: MSH, diffusion, JPEG, then
+    the dataset's bring-your-own entries."""
     pairs = [(f"q{q}", "msh") for q in MSH_QUALITIES]
     pairs += [(f"q{q}", p) for q in DECODER_QUALITIES for p in DIFFUSION_POINTS]
     pairs += [("jpeg", p) for p in JPEG_POINTS]
+    pairs += [("byo", p) for p in BYO.get(dataset, {})]
     return pairs
 
 
@@ -53,7 +71,7 @@ rule tables:
     input:
         summaries=lambda wc: [f"work/{wc.dataset}/metrics/{g}/{p}_summary.csv" for g, p in evaluated_points(wc.dataset)],
         per_image=lambda wc: [f"work/{wc.dataset}/metrics/{g}/{p}.csv" for g, p in evaluated_points(wc.dataset)],
-        reconstructions=lambda wc: [f"work/{wc.dataset}/{g}/{p}" for g, p in evaluated_points(wc.dataset)],
+        reconstructions=lambda wc: [point_folder(wc.dataset, g, p) for g, p in evaluated_points(wc.dataset)],
     output:
         per_image="results/{dataset}/per_image.csv",
         summary="results/{dataset}/summary.csv",
@@ -61,7 +79,7 @@ rule tables:
         "logs/tables/{dataset}.log",
     shell:
         "{PY} -m bench tables --summaries {input.summaries} --per-image {input.per_image} "
-        "--reconstructions {input.reconstructions} --out-per-image {output.per_image} "
+        "--reconstructions {input.reconstructions:q} --out-per-image {output.per_image} "
         "--out-summary {output.summary} > {log} 2>&1"
 
 

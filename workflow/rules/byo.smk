@@ -1,0 +1,40 @@
+# Bring-your-own codecs (config key baselines.byo): each entry's folder of foreign reconstructions is
+# checked against the evaluation images here, then measured in place by the metrics rule as the point
+# byo-NAME of group "byo" (evaluate.smk), like every other point.
+
+
+def byo_entry(dataset, point):
+    """The baselines.byo entry of a dataset's point byo-NAME (an unknown pair is an error naming both)."""
+    try:
+        return BYO[dataset][point]
+    except KeyError:
+        raise ValueError(
+            f"config key 'baselines.byo' has no entry named {point.removeprefix('byo-')!r} for dataset "
+            f"{dataset!r}; it has {sorted(BYO.get(dataset, {}))}"
+        ) from None
+
+
+def byo_rate(entry):
+    """(flag, path) of an entry's rate for `byo-check`: its bitstream folder or its bpp table."""
+    if entry.get("bitstreams"):
+        return "--bitstreams", entry["bitstreams"]
+    return "--bpp-table", entry["bpp_table"]
+
+
+rule byo_check:
+    """Check a bring-your-own folder (names, sizes, one rate per image); write its per-image bpp table."""
+    input:
+        reference=f"{DATA}/eval/{{dataset}}",
+        reconstructions=lambda wc: byo_entry(wc.dataset, wc.byo_point)["reconstructions"],
+        rate=lambda wc: byo_rate(byo_entry(wc.dataset, wc.byo_point))[1],
+    output:
+        "work/{dataset}/byo/bpp/{byo_point}.csv",
+    log:
+        "logs/byo_check/{dataset}/{byo_point}.log",
+    benchmark:
+        "benchmarks/byo_check/{dataset}/{byo_point}.tsv"
+    params:
+        rate=lambda wc: byo_rate(byo_entry(wc.dataset, wc.byo_point))[0],
+    shell:
+        "{PY} -m bench byo-check --reference {input.reference:q} --reconstructions {input.reconstructions:q} "
+        "{params.rate} {input.rate:q} --out {output} > {log} 2>&1"
