@@ -21,9 +21,10 @@ encoded and entropy-decoded by the MSH codec, repeated ``batch`` times.
 ``perf.max_steps_timed = k`` a point with more network evaluations is timed as a *complete* decode
 of the same sampler with ``k`` steps (the network and the scheduler update cost the same at every
 timestep); its time per step is ``(chain − setup) / k`` with ``setup`` (MSH image + conditioning)
-timed on its own, and the full decode time is ``setup + nfe × s_per_step``: such rows say
-``extrapolated = True`` and ``timed_steps = k``. The chain's fixed costs (scheduler construction,
-initial noise) are scaled with the steps, so extrapolation overestimates by that (sub-millisecond) amount.
+timed in the same repetitions, and the full decode time is ``setup + nfe × s_per_step``: such rows
+say ``extrapolated = True`` and ``timed_steps = k``. The chain's other fixed costs (building the
+scheduler, 2-3 ms on a CPU; the initial noise) are scaled with the steps, so extrapolation
+overestimates by that much times ``nfe / k``.
 
 **Peak memory per measurement.** CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``.
 CPU: the RSS high-water mark (``VmHWM``) after resetting it through ``/proc/self/clear_refs`` (Linux),
@@ -196,6 +197,15 @@ def peak_bf16_flops(device: torch.device) -> float:
         return math.nan
     name = torch.cuda.get_device_name(device).lower()
     return next((flops for pattern, flops in PEAK_BF16_FLOPS if pattern.lower() in name), math.nan)
+
+
+def peak_note(device: torch.device) -> str | None:
+    """Why ``peak_fraction`` is NaN on ``device`` (None when the peak is known)."""
+    if device.type != "cuda":
+        return "no bf16 peak: not a GPU"
+    if math.isnan(peak_bf16_flops(device)):
+        return f"no bf16 peak: {torch.cuda.get_device_name(device)} is not in bench.perf.PEAK_BF16_FLOPS"
+    return None
 
 
 @dataclass(frozen=True)
@@ -536,8 +546,28 @@ def step_inputs(ctx: Context, size: SizeInputs) -> StepInputs:
     return StepInputs(x_t, t, cond)
 
 
+def time_variant(ctx: Context, variant: Variant, inputs: StepInputs, reference: torch.Tensor) -> dict[str, Any]:
+    """Time one switch's network call: warm-up (compilation included) apart, then the repetitions."""
+    kind = reset_peak_memory(ctx.device)
+    with variant.make(ctx.model, inputs) as call:
+        threads = torch.get_num_threads()
+        start = time.perf_counter()
+        for _ in range(max(ctx.settings.warmup, 1)):
+            output = call()
+        synchronize(ctx.device)
+        warmup_s = time.perf_counter() - start
+        times = ctx.timed(call, warmup=0)
+    return {
+        "s_per_step": statistics.median(times), "s_per_step_min": min(times), "s_per_step_max": max(times),
+        "max_abs_diff": float((output.float() - reference).abs().max()), "warmup_s": warmup_s,
+        "peak_mem_mb": peak_memory_mb(ctx.device, kind), "peak_mem_kind": kind, "threads": threads,
+    }  # fmt: skip
+
+
 def compare_variants(ctx: Context, size: SizeInputs, variants: Sequence[Variant]) -> list[dict[str, Any]]:
-    """One row per switch: time per network call, speed-up over the plain call, output difference.
+    """One row per switch (the first is ``plain``): time per network call, speed-up over the plain
+    call, output difference. A switch that cannot run here, or whose compilation fails, is a row
+    with a note rather than a lost table.
 
     The plain call is the model as loaded (contiguous weights), so a switch that the decode path has
     made its default (``bench.diffusion.decode.inference_layout``) shows its before/after here too.
@@ -552,23 +582,13 @@ def compare_variants(ctx: Context, size: SizeInputs, variants: Sequence[Variant]
         if (reason := variant.unavailable(ctx.device, ctx.model)) is not None:
             rows.append(row | {"note": f"skipped: {reason}"})
             continue
-        kind = reset_peak_memory(ctx.device)
-        with variant.make(ctx.model, inputs) as call:
-            threads = torch.get_num_threads()
-            start = time.perf_counter()
-            for _ in range(max(ctx.settings.warmup, 1)):
-                output = call()
-            synchronize(ctx.device)
-            warmup_s = time.perf_counter() - start  # includes compilation for ``compile``
-            times = ctx.timed(call, warmup=0)
-        median = statistics.median(times)
-        plain_s = median if variant.name == "plain" else plain_s
-        rows.append(row | {
-            "s_per_step": median, "s_per_step_min": min(times), "s_per_step_max": max(times),
-            "speedup": plain_s / median, "max_abs_diff": float((output.float() - reference).abs().max()),
-            "warmup_s": warmup_s, "peak_mem_mb": peak_memory_mb(ctx.device, kind), "peak_mem_kind": kind,
-            "threads": threads,
-        })  # fmt: skip
+        try:
+            measured = time_variant(ctx, variant, inputs, reference)
+        except torch._dynamo.exc.TorchDynamoException as err:  # torch.compile: no compiler, unsupported op…
+            rows.append(row | {"note": f"failed: {type(err).__name__}: {str(err).strip().splitlines()[0]}"})
+            continue
+        plain_s = measured["s_per_step"] if variant.name == "plain" else plain_s
+        rows.append(row | measured | {"speedup": plain_s / measured["s_per_step"]})
     return rows
 
 
@@ -600,13 +620,10 @@ def measure_all(ctx: Context, points: Sequence[Point], *, image: str | Path | No
                     bar.set_postfix_str(f"{size.columns['size']} b{batch} {point.id}")
                     rows.append(size.columns | measure_point(ctx, size, point, batch))
                     bar.update()
-    table = flag_best_batch(pd.DataFrame(rows)).assign(threads=torch.get_num_threads())
+    table = flag_best_batch(pd.DataFrame(rows)).assign(threads=torch.get_num_threads(), note=peak_note(ctx.device))
     if settings.compare:
         compared = compare_variants(ctx, sizes[0], comparison_variants(settings))
         table = pd.concat([table, pd.DataFrame([sizes[0].columns | row for row in compared])], ignore_index=True)
-    if not math.isfinite(peak_bf16_flops(ctx.device)):
-        why = "CPU" if ctx.device.type == "cpu" else f"{torch.cuda.get_device_name(ctx.device)} not in bench.perf.PEAK_BF16_FLOPS"
-        table["note"] = table.get("note", pd.Series(index=table.index, dtype=object)).fillna(f"no bf16 peak: {why}")
     return table
 
 

@@ -7,7 +7,9 @@ output (bit-identical, or within the stated tolerance), and that the peak-memory
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -21,13 +23,17 @@ from bench.diffusion.decode import decode_batch, inference_layout
 from bench.diffusion.model import load_decoder
 from bench.perf import (
     MIB,
+    VARIANTS,
+    Context,
     PerfSettings,
     StepInputs,
     Variant,
+    compare_variants,
     comparison_variants,
     input_image,
     peak_bf16_flops,
     peak_memory_mb,
+    prepare_size,
     reset_peak_memory,
     synthetic_image,
 )
@@ -58,7 +64,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     config = tmp / "perf.yaml"
     config.write_text(yaml.safe_dump({
         "device": "cpu",
-        "decoder": {"model": {"train_timesteps": 100, "respacing": None}},
         "sampling": {"grid": GRID, "seeds": [0]},
         "perf": {"sizes": SIZES, "batch_sizes": BATCHES, "repetitions": 2, "warmup": 0, "max_steps_timed": 2,
                  "compare_threads": [1]},
@@ -66,10 +71,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"msh": msh, "decoder": decoders["decoder-residual"], **decoders, "config": config, "tmp": tmp}
 
 
-def perf(checkpoints: dict[str, Path], out: Path, *extra: str) -> int:
+def perf(checkpoints: dict[str, Path], out: Path) -> int:
     return main(["perf", "--config", str(checkpoints["config"]), "--quality", "1", "--checkpoint",
-                 str(checkpoints["msh"]), "--decoder-checkpoint", str(checkpoints["decoder"]), "--out", str(out),
-                 *extra])  # fmt: skip
+                 str(checkpoints["msh"]), "--decoder-checkpoint", str(checkpoints["decoder"]), "--out", str(out)])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def test_derived_columns_follow_from_the_measured_ones(table: pd.DataFrame) -> N
     assert (diffusion["overhead_ratio"] > 0).all() and (diffusion["unet_s"] > 0).all()
     achieved = diffusion["nfe"] * diffusion["unet_gflop_per_image"] * 1e9 / diffusion["s_per_image"] / 1e12
     assert (achieved / diffusion["achieved_tflops"] - 1).abs().max() < 1e-9
-    assert rows["peak_bf16_tflops"].isna().all() and rows["note"].str.contains("no bf16 peak: CPU").all()
+    assert rows["peak_bf16_tflops"].isna().all() and (rows["note"] == "no bf16 peak: not a GPU").all()
     assert (rows["peak_mem_mb"] > 0).all() and (rows["entropy_decode_s"] > 0).all()
 
 
@@ -175,6 +179,23 @@ def test_the_decode_layout_gives_the_plain_output(checkpoints: dict[str, Path], 
     fast = decode_batch(inference_layout(model), codec, [latent, latent], plan, [0, 1])
     assert model.unet.input_conv.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, plain, rtol=0, atol=CPU_LAYOUT_TOLERANCE)
+
+
+def test_a_switch_that_fails_to_compile_is_a_row_with_a_note(checkpoints: dict[str, Path]) -> None:
+    @contextlib.contextmanager
+    def broken(model: object, inputs: object) -> Iterator[object]:
+        raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
+        yield  # pragma: no cover - a generator-based context manager
+
+    settings = PerfSettings(((64, 64),), (1,), repetitions=1, warmup=0, max_steps_timed=None, compare=True,
+                            compare_threads=(), compile=False)  # fmt: skip
+    ctx = Context(load_codec(1, checkpoint=checkpoints["msh"], device="cpu"), load_decoder(checkpoints["decoder"]),
+                  settings, torch.device("cpu"), clip=True)  # fmt: skip
+    size = prepare_size(ctx, 64, 64, image=None, mirror=None)
+    assert VARIANTS[0].name == "plain"  # compare_variants measures the others against the first
+    plain, failed = compare_variants(ctx, size, [VARIANTS[0], Variant("compile", broken)])
+    assert plain["speedup"] == 1.0 and plain["max_abs_diff"] == 0.0
+    assert failed["note"] == "failed: TorchDynamoException: no C++ compiler found" and "s_per_step" not in failed
 
 
 @pytest.mark.parametrize(
