@@ -17,9 +17,11 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/byo.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/perf.smk"
 
 
 rule all:
     input:
         expand("results/{dataset}/summary.csv", dataset=EVAL_DATASETS),
         expand("figures/{kind}_{dataset}.pdf", kind=FIGURES, dataset=EVAL_DATASETS),
+        expand("figures/cost_{dataset}.pdf", dataset=EVAL_DATASETS),

@@ -16,7 +16,8 @@ from bench.utils import BenchError
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
-                                   "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report")
+                                   "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report",
+                                   "bench.perf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,19 @@ def check_decoder_matches_codec(model: DiffusionDecoder, codec: MSHCodec, checkp
         )
 
 
+def inference_layout(model: DiffusionDecoder) -> DiffusionDecoder:
+    """``model``, in place, in the memory layout that samples fastest on its device.
+
+    CPU: channels-last weights (oneDNN's native convolution layout; the activations follow them):
+    about 1.15x per decode at 256x256 on 2 cores (``python -m bench perf``, ablation row
+    ``channels_last``), outputs within 1e-4 of the contiguous model's (``tests/test_perf.py``), i.e.
+    about 0.1 % of 8-bit pixel values one level apart. CUDA: left as loaded (not measured yet).
+    """
+    if next(model.parameters()).device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def _batches(latents: Sequence[DecodedLatent], batch_size: int) -> list[list[int]]:
     """Indices of ``latents`` grouped by padded size, each group cut into chunks of ``batch_size``."""
     by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -188,7 +201,7 @@ def decode_diffusion(
     job = plan_job(src, dst, seeds)
     codec = codec_for_streams(job.streams, checkpoint=msh_checkpoint, pretrained=pretrained, device=device)
     decoder_checkpoint = Path(decoder_checkpoint)
-    model = load_decoder(decoder_checkpoint, device=codec.device)
+    model = inference_layout(load_decoder(decoder_checkpoint, device=codec.device))
     check_decoder_matches_codec(model, codec, decoder_checkpoint)
     knobs = Knobs(t0=t0, guidance=guidance, n_avg=n_avg)
     plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip, knobs=knobs)

@@ -1,4 +1,4 @@
-"""``python -m bench report rdp|tradeoff|samples``: one figure (PDF + PNG) per call."""
+"""``python -m bench report rdp|tradeoff|samples|cost``: one figure (PDF + PNG) per call."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 
 from bench.data import list_images
 from bench.report.build import write_rdp_figure, write_samples_figure, write_tradeoff_figure
+from bench.report.cost import COST_METRICS, write_cost_figure
 from bench.report.figures import PERCEPTION_METRICS, RDP_METRICS
 from bench.report.samples import Crop
 from bench.report.style import METRICS
@@ -35,6 +36,11 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cost(args: argparse.Namespace) -> int:
+    write_cost_figure(args.summary, args.out, dataset=args.dataset, metrics=args.metrics)
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", required=True, metavar="CSV", help="results/{dataset}/summary.csv")
     parser.add_argument("--dataset", help="dataset to draw (needed when the table holds several)")
@@ -42,7 +48,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``report rdp|tradeoff|samples``."""
+    """Register ``report rdp|tradeoff|samples|cost``."""
     parser = subparsers.add_parser("report", help="figures from summary tables (PDF + PNG)")
     sub = parser.add_subparsers(dest="report_command", metavar="FIGURE", required=True)
 
@@ -74,3 +80,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     samples.add_argument("--points", nargs="+", metavar="POINT",
                          help="default: msh, the fewest-step DDIM and the most-step DDPM point")  # fmt: skip
     samples.set_defaults(func=_cmd_samples)
+
+    cost = sub.add_parser("cost", help="quality against decode seconds per image, one curve per sampler")
+    _common(cost)
+    cost.add_argument("--metrics", nargs="+", choices=sorted(METRICS), default=list(COST_METRICS),
+                      help="quality measures on the y axes, in order")  # fmt: skip
+    cost.set_defaults(func=_cmd_cost)

@@ -1,0 +1,37 @@
+# Decode performance (results/perf.csv: its own target, not part of `all`) and the cost figure.
+
+PERF_QUALITY = min(DECODER_QUALITIES) if DECODER_QUALITIES else None
+
+if PERF_QUALITY is not None:
+
+    rule perf:
+        """Time MSH and every diffusion point at the perf sizes and batches (`snakemake results/perf.csv`).
+        It takes every core, so no other job runs beside it and skews the timings."""
+        input:
+            msh=f"{config['msh']['checkpoint_dir']}/q{PERF_QUALITY}.pt",
+            decoder=f"{config['decoder']['checkpoint_dir']}/q{PERF_QUALITY}.pt",
+        output:
+            "results/perf.csv",
+        log:
+            "logs/perf.log",
+        benchmark:
+            "benchmarks/perf.tsv"
+        threads: workflow.cores
+        resources:
+            gpu=1,
+        shell:
+            "{PY} -m bench perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
+            "--decoder-checkpoint {input.decoder} --device {config[device]} {MIRROR_ARG} --out {output} > {log} 2>&1"
+
+
+rule figure_cost:
+    """Quality (LPIPS, FID, SWD, PSNR) against decode seconds per image, one curve per sampler."""
+    input:
+        "results/{dataset}/summary.csv",
+    output:
+        pdf=report("figures/cost_{dataset}.pdf", category="figures"),
+        png="figures/cost_{dataset}.png",
+    log:
+        "logs/figures/cost_{dataset}.log",
+    shell:
+        "{PY} -m bench report cost --summary {input} --dataset {wildcards.dataset} --out {output.pdf} > {log} 2>&1"
