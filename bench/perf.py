@@ -390,15 +390,23 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     and extrapolated when its NFE exceeds ``max_steps_timed``, see the module doc), with its setup
     and a bare UNet forward timed in the same repetitions."""
     from bench.diffusion.decode import decode_batch  # imports diffusers only when used
-    from bench.samplers import SamplingPlan, plan_sampling
+    from bench.samplers import Knobs, SamplingPlan, plan_sampling
+
+    knobs = Knobs(t0=point.t0, guidance=point.guidance, n_avg=point.n_avg)
 
     def plan(steps: int) -> SamplingPlan:
-        return plan_sampling(ctx.model, sampler=point.sampler, steps=steps, eta=point.eta or 0.0, clip=ctx.clip)
+        return plan_sampling(ctx.model, sampler=point.sampler, steps=steps, eta=point.eta or 0.0, clip=ctx.clip,
+                             knobs=knobs)  # fmt: skip
 
-    nfe = len(plan(point.steps).scheduler().timesteps)
+    def steps_run(plan: SamplingPlan) -> int:
+        """Scheduler steps a decode runs: the chain from the start level t0 down."""
+        return plan.record()["steps_run"]
+
+    full_plan = plan(point.steps)
+    nfe, full_steps = full_plan.record()["network_evaluations"], steps_run(full_plan)
     limit = ctx.settings.max_steps_timed
-    timed_plan = plan(limit) if limit is not None and nfe > limit else plan(point.steps)
-    timed_nfe = len(timed_plan.scheduler().timesteps)
+    timed_plan = plan(limit) if limit is not None and full_steps > limit else full_plan
+    timed_nfe = steps_run(timed_plan)
     latents = [size.latent] * batch
     kind = reset_peak_memory(ctx.device)
     setups, chains, unets = ctx.timed_together(
@@ -407,12 +415,13 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
         unet_forward(ctx, size, batch),
     )
     memory = peak_memory_mb(ctx.device, kind)
-    per_step = [max(chain - setup, 0.0) / timed_nfe / batch for chain, setup in zip(chains, setups, strict=True)]
-    per_image = [setup / batch + nfe * step for setup, step in zip(setups, per_step, strict=True)]
-    overhead = [full / (nfe * unet / batch) for full, unet in zip(per_image, unets, strict=True)]
+    # a step with guidance or averaging is several network evaluations; "per step" is the scheduler step
+    per_step = [max(chain - setup, 0.0) / max(timed_nfe, 1) / batch for chain, setup in zip(chains, setups, strict=True)]
+    per_image = [setup / batch + full_steps * step for setup, step in zip(setups, per_step, strict=True)]
+    overhead = [full / (nfe * unet / batch) if nfe else math.nan for full, unet in zip(per_image, unets, strict=True)]
     spread = _spread(per_image)
     return {
-        **point.columns(), "batch": batch, "nfe": nfe, "timed_steps": timed_nfe, "extrapolated": timed_nfe < nfe,
+        **point.columns(), "batch": batch, "nfe": nfe, "timed_steps": timed_nfe, "extrapolated": timed_nfe < full_steps,
         **spread, "s_per_step": statistics.median(per_step), "s_per_step_min": min(per_step),
         "s_per_step_max": max(per_step), "setup_s": statistics.median(setups) / batch,
         "unet_s": statistics.median(unets) / batch, "overhead_ratio": statistics.median(overhead),

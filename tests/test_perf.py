@@ -48,7 +48,8 @@ from tests.test_samplers_decode import CONFIGS, tiny_decoder, tiny_msh
 # channels_last and other thread counts reorder float32 sums inside the convolutions: outputs in
 # [-1, 1] may differ in the last bits, far below the 1/255 step of the 8-bit images the decoder writes.
 CPU_LAYOUT_TOLERANCE = 1e-4
-GRID = [{"sampler": "ddim", "steps": [2]}, {"sampler": "ddpm", "steps": [3]}, {"sampler": "dpmpp", "steps": [2]}]
+GRID = [{"sampler": "ddim", "steps": [2]}, {"sampler": "ddpm", "steps": [3]}, {"sampler": "dpmpp", "steps": [2]},
+        {"sampler": "ddim", "steps": [2], "guidance": [2.0]}]
 SIZES = [[64, 128], [64, 64]]  # [height, width], listed largest first: the run sorts them
 BATCHES = [2, 1]
 
@@ -99,6 +100,8 @@ def test_truncated_chains_are_labelled_and_extrapolated(table: pd.DataFrame) -> 
     assert ddpm["nfe"] == 3 and ddpm["timed_steps"] == 2 and bool(ddpm["extrapolated"])
     ddim = rows.loc[("64x64", "ddim-k2-eta0-s0", 1)]
     assert ddim["nfe"] == 2 and ddim["timed_steps"] == 2 and not bool(ddim["extrapolated"])
+    guided = rows.loc[("64x64", "ddim-k2-eta0-w2-s0", 1)]
+    assert guided["nfe"] == 4 and guided["timed_steps"] == 2  # two network evaluations per step
     msh = rows.loc[("64x64", "msh", 1)]
     assert msh["nfe"] == 0 and not bool(msh["extrapolated"]) and math.isnan(msh["overhead_ratio"])
 
