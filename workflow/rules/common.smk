@@ -38,7 +38,10 @@ if not os.path.exists(CONFIG_FILE):
 # torch step single-threaded. The torch-heavy rules (training, decoding, metrics) take every local
 # core instead, so a CPU run never oversubscribes the cores (two 2-thread torch processes on two
 # cores slow each other down 5-10x); on a cluster the profile's cpus_per_task decides.
-TORCH_THREADS = workflow.cores if isinstance(workflow.cores, int) and workflow.cores > 0 else 1
+# `torch_threads` in the config fixes the number instead (the CI config: 1, so its numbers do not
+# depend on the machine's or the executor's core count).
+LOCAL_CORES = workflow.cores if isinstance(workflow.cores, int) and workflow.cores > 0 else 1
+TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
 
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
 
