@@ -151,7 +151,7 @@ class LocalSlurm:
 
     def run(self, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command against this cluster."""
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env, check=False)
 
     def node_state(self) -> str:
         """The node's state as sinfo prints it (``idle``, ``mix``, ``down*``, ...), or '' if unknown."""

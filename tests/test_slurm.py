@@ -1,7 +1,7 @@
 """The workflow on a real Slurm cluster: a single-node cluster on this machine, Snakemake's Slurm
 executor, and the profile profiles/slurm-local.
 
-The module's fixture starts munged, slurmctld and slurmd (tests/local_slurm.py) and stops them by
+The fixture ``slurm_cluster`` starts munged, slurmctld and slurmd (tests/local_slurm.py) and stops them by
 PID at the end. The CI DAG then runs through the cluster: every job must be in Slurm's own records
 (squeue keeps finished jobs, with the comment the executor gives them, which names the rule) as a
 completed job of this working directory, one per job of the local executor's run, and the summary
@@ -36,9 +36,13 @@ PROFILE = ["--profile", str(REPO / "profiles" / "slurm-local"), "--workflow-prof
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: ")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LocalSlurm]:
-    """A running single-node cluster (skips, or fails under CI, when it cannot start)."""
+    """A running single-node cluster (skips, or fails under CI, when it cannot start).
+
+    Session-scoped, and named before ``ci_local_run`` by the tests, so that it is set up first: a
+    machine without Slurm skips at once instead of running the local DAG for nothing.
+    """
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     request.addfinalizer(cluster.stop)
     start = time.monotonic()
