@@ -27,11 +27,10 @@ from bench.report.figures import (
     _draw_tradeoff_panel,
     _finish_legend,
     _grid,
-    _handle,
     _quality_bpp,
-    _sampler_curves,
     save_figure,
     style,
+    tradeoff_handles,
 )
 from bench.report.style import axis_label, metric_spec
 from bench.report.tables import (
@@ -39,7 +38,6 @@ from bench.report.tables import (
     load_summary,
     random_backbone,
     step_positions,
-    summary_series,
     with_point_columns,
 )
 from bench.utils import BenchError
@@ -79,8 +77,7 @@ def plot_cost(summary: pd.DataFrame, *, metrics: Sequence[str] = COST_METRICS, d
     notes = [f"{metric_spec(m).label} not shown: {why}" for m, why in skipped.items()]
     notes += ["marker size and the number beside each point: network evaluations (NFE) per image", TIME_NOTE]
     positions = step_positions(summary)
-    handles = [_handle(s, line=False) for s in summary_series(timed[timed["decoder"] == "msh"])]
-    handles += [_handle(curve) for curve in _sampler_curves(diffusion)]
+    handles = tradeoff_handles(timed)
     with style():
         grid = _grid(len(qualities) * len(drawn), len(handles), notes, panel_height=TRADEOFF_PANEL_HEIGHT)
         panels = iter(grid.panels)

@@ -343,6 +343,15 @@ def _draw_curve(
                     fontsize=7, color="0.25", zorder=6, bbox=LABEL_BOX)  # fmt: skip
 
 
+def tradeoff_handles(rows: pd.DataFrame) -> list[Line2D]:
+    """Legend entries of a plane drawn by :func:`_draw_tradeoff_panel` from ``rows`` (MSH and
+    diffusion): the MSH marker, each plain sampler's step curve, each knob sweep."""
+    diffusion = rows[rows["decoder"] == "diffusion"]
+    handles = [_handle(s, line=False) for s in summary_series(rows[rows["decoder"] == "msh"])]
+    handles += [_handle(curve) for curve in _sampler_curves(diffusion[is_plain(diffusion)])]
+    return handles + [_handle(curve) for curve in knob_curves(rows)]
+
+
 def _sampler_curves(diffusion: pd.DataFrame) -> list[Series]:
     """One curve per sampler, eta (and seed): its settings over the step counts (a knob swept at fixed bits)."""
     curves = []
@@ -385,9 +394,7 @@ def plot_tradeoff(
     notes.append("marker size and the number beside each point (in brackets on knob curves): network "
                  "evaluations (NFE) per image")  # fmt: skip
     positions = step_positions(summary)
-    handles = [_handle(s, line=False) for s in summary_series(summary[summary["decoder"] == "msh"])]
-    handles += [_handle(curve) for curve in _sampler_curves(diffusion[is_plain(diffusion)])]
-    handles += [_handle(curve) for curve in knob_curves(in_plane)]
+    handles = tradeoff_handles(in_plane)
     with style():
         grid = _grid(len(qualities) * len(drawn), len(handles), notes, panel_height=TRADEOFF_PANEL_HEIGHT)
         panels = iter(grid.panels)
