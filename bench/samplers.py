@@ -322,12 +322,10 @@ class SamplingPlan:
             )
         return scheduler
 
-    def start_index(self, scheduler: SchedulerMixin) -> int:
-        """Index of the first scheduler step run: the first at or below model time t0·(T-1).
-
-        ``len(timesteps)`` (no step) for t0 = 0; 0 for t0 = 1 (the chain starts at T-1).
+    def start_index(self, timesteps: torch.Tensor) -> int:
+        """Index into the scheduler's ``timesteps`` of the first step run: the first at or below model
+        time t0·(T-1). ``len(timesteps)`` (no step) for t0 = 0; 0 for t0 = 1 (the chain starts at T-1).
         """
-        timesteps = scheduler.timesteps.long()
         if self.knobs.t0 == 0.0:
             return len(timesteps)
         below = self.schedule.to_model_time(timesteps) <= self.knobs.t0 * (self.train_timesteps - 1)
@@ -337,7 +335,7 @@ class SamplingPlan:
         """JSON-ready description: sampler, steps, eta, knobs, clipping, full scheduler config, timesteps."""
         scheduler = self.scheduler()
         timesteps = scheduler.timesteps.long()
-        start = self.start_index(scheduler)
+        start = self.start_index(timesteps)
         model_timesteps = self.schedule.to_model_time(timesteps).tolist()
         return {
             "sampler": self.spec.name,
@@ -498,21 +496,21 @@ def sample_with_plan(
         raise BenchError(f"'t0'={knobs.t0:g} starts from the MSH reconstruction, which the caller did not pass")
     with torch.inference_mode():
         x = randn_tensor(shape, generator=generators, device=device, dtype=torch.float32)
-        start = plan.start_index(plan.scheduler())
+        timesteps = plan.scheduler().timesteps.long()  # a scratch scheduler: the loop builds its own
+        start = plan.start_index(timesteps)
         if knobs.t0 < 1.0:
-            x = noised(plan, x_start[rows], x, start)
+            x = noised(plan.schedule, x_start[rows], x, timesteps[start:])
         denoise = guided_denoiser(model, cond.select(rows), knobs.guidance)
         x = denoise_loop(plan, denoise, x, generators, start=start, progress=progress)
         x = x.reshape(num_images, len(seeds), knobs.n_avg, *shape[1:]).mean(dim=2)
     return x
 
 
-def noised(plan: SamplingPlan, x0: torch.Tensor, noise: torch.Tensor, start: int) -> torch.Tensor:
-    """``x0`` noised to the level of the chain's step number ``start`` (``x0`` itself past the end)."""
-    timesteps = plan.scheduler().timesteps.long()
-    if start >= len(timesteps):
+def noised(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, remaining: torch.Tensor) -> torch.Tensor:
+    """``x0`` noised to the level of the first of the ``remaining`` chain steps (``x0`` itself when none remain)."""
+    if len(remaining) == 0:
         return x0.clone()
-    abar = plan.schedule.alphas_cumprod[timesteps[start]].item()
+    abar = schedule.alphas_cumprod[remaining[0]].item()
     return math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * noise
 
 
