@@ -7,6 +7,7 @@ from bench.data import DATASETS
 from bench.points import grid_points
 
 import yaml
+from snakemake.exceptions import WorkflowError
 
 DATA = config["data_root"]
 MIRROR = os.environ.get("BENCH_DATA_MIRROR") or config["data_mirror"]
@@ -40,7 +41,21 @@ if not os.path.exists(CONFIG_FILE):
 # cores slow each other down 5-10x); on a cluster the profile's cpus_per_task decides.
 # `torch_threads` in the config fixes the number instead (the CI config: 1, so its numbers do not
 # depend on the machine's or the executor's core count).
-LOCAL_CORES = workflow.cores if isinstance(workflow.cores, int) and workflow.cores > 0 else 1
+
+
+def local_cores():
+    """The cores this Snakemake process may use. A cluster executor's main process has none (asking
+    `workflow.cores` raises there): it submits with the profile's cpus_per_task, and each job's own
+    Snakemake runs with `--cores all` inside its allocation, where the rule's threads are resolved
+    again, to the cores Slurm gave it."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return 1
+    return cores if isinstance(cores, int) and cores > 0 else 1
+
+
+LOCAL_CORES = local_cores()
 TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
 
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None

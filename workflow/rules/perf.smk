@@ -16,7 +16,7 @@ if PERF_QUALITY is not None:
             "logs/perf.log",
         benchmark:
             "benchmarks/perf.tsv"
-        threads: workflow.cores
+        threads: LOCAL_CORES
         resources:
             gpu=1,
         shell:
