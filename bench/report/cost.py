@@ -21,17 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.build import _log_skipped
-from bench.report.figures import (
-    TRADEOFF_PANEL_HEIGHT,
-    Plot,
-    _draw_tradeoff_panel,
-    _finish_legend,
-    _grid,
-    _quality_bpp,
-    save_figure,
-    style,
-    tradeoff_handles,
-)
+from bench.report.figures import NFE_NOTE, Plot, _draw_tradeoff_panel, per_bitrate_panels, save_figure
 from bench.report.style import axis_label, metric_spec
 from bench.report.tables import (
     has_values,
@@ -75,23 +65,16 @@ def plot_cost(summary: pd.DataFrame, *, metrics: Sequence[str] = COST_METRICS, d
         raise BenchError(f"none of the metrics {list(metrics)} has a value in the summary")
     qualities = sorted(diffusion["quality"].dropna().unique()) if "quality" in timed.columns else [None]
     notes = [f"{metric_spec(m).label} not shown: {why}" for m, why in skipped.items()]
-    notes += ["marker size and the number beside each point: network evaluations (NFE) per image", TIME_NOTE]
+    notes += [NFE_NOTE, TIME_NOTE]
     positions = step_positions(summary)
-    handles = tradeoff_handles(timed)
-    with style():
-        grid = _grid(len(qualities) * len(drawn), len(handles), notes, panel_height=TRADEOFF_PANEL_HEIGHT)
-        panels = iter(grid.panels)
-        for quality in qualities:
-            rows = timed if quality is None else timed[timed["quality"] == quality]
-            title = f"{_quality_bpp(rows):.3f} bpp" + (f" (quality {quality:g})" if quality is not None else "")
-            for metric in drawn:
-                ax = next(panels)
-                _draw_tradeoff_panel(ax, rows, TIME_COLUMN, metric, positions)
-                _seconds_axis(ax)
-                ax.set_title(title, loc="left")
-                ax.set_ylabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
-        _finish_legend(grid, handles, dataset, notes)
-    return Plot(grid.figure, skipped)
+
+    def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
+        _draw_tradeoff_panel(ax, rows, TIME_COLUMN, metric, positions)
+        _seconds_axis(ax)
+        ax.set_ylabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
+
+    figure = per_bitrate_panels(timed, qualities, drawn, notes, dataset, draw)
+    return Plot(figure, skipped)
 
 
 def write_cost_figure(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -367,6 +367,35 @@ def _sampler_curves(diffusion: pd.DataFrame) -> list[Series]:
     return curves
 
 
+NFE_NOTE = "marker size and the number beside each point (in brackets on knob curves): network evaluations (NFE) per image"
+
+
+def per_bitrate_panels(
+    rows: pd.DataFrame,
+    qualities: Sequence[float | None],
+    metrics: Sequence[str],
+    notes: Sequence[str],
+    dataset: str | None,
+    draw: Callable[[Axes, pd.DataFrame, str], None],
+) -> Figure:
+    """One panel per (bitrate, metric) in the trade-off layout, titled with the bitrate, with the
+    trade-off legend: `draw(ax, rows_at_that_bitrate, metric)` fills a panel and labels its axes.
+    The trade-off and cost figures differ only in what they put on the axes."""
+    handles = tradeoff_handles(rows)
+    with style():
+        grid = _grid(len(qualities) * len(metrics), len(handles), list(notes), panel_height=TRADEOFF_PANEL_HEIGHT)
+        panels = iter(grid.panels)
+        for quality in qualities:
+            at_rate = rows if quality is None else rows[rows["quality"] == quality]
+            title = f"{_quality_bpp(at_rate):.3f} bpp" + (f" (quality {quality:g})" if quality is not None else "")
+            for metric in metrics:
+                ax = next(panels)
+                draw(ax, at_rate, metric)
+                ax.set_title(title, loc="left")
+        _finish_legend(grid, handles, dataset, list(notes))
+    return grid.figure
+
+
 def plot_tradeoff(
     summary: pd.DataFrame,
     *,
@@ -391,21 +420,13 @@ def plot_tradeoff(
     if not drawn:
         raise BenchError(f"none of the realism metrics {list(perception)} has a value in the summary")
     notes = [f"{metric_spec(m).label} not shown: {why}" for m, why in skipped.items()]
-    notes.append("marker size and the number beside each point (in brackets on knob curves): network "
-                 "evaluations (NFE) per image")  # fmt: skip
+    notes.append(NFE_NOTE)
     positions = step_positions(summary)
-    handles = tradeoff_handles(in_plane)
-    with style():
-        grid = _grid(len(qualities) * len(drawn), len(handles), notes, panel_height=TRADEOFF_PANEL_HEIGHT)
-        panels = iter(grid.panels)
-        for quality in qualities:
-            rows = in_plane if quality is None else in_plane[in_plane["quality"] == quality]
-            title = f"{_quality_bpp(rows):.3f} bpp" + (f" (quality {quality:g})" if quality is not None else "")
-            for metric in drawn:
-                ax = next(panels)
-                _draw_tradeoff_panel(ax, rows, metric, distortion, positions)
-                ax.set_title(title, loc="left")
-                ax.set_xlabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
-                ax.set_ylabel(axis_label(distortion))
-        _finish_legend(grid, handles, dataset, notes)
-    return Plot(grid.figure, skipped)
+
+    def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
+        _draw_tradeoff_panel(ax, rows, metric, distortion, positions)
+        ax.set_xlabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
+        ax.set_ylabel(axis_label(distortion))
+
+    figure = per_bitrate_panels(in_plane, qualities, drawn, notes, dataset, draw)
+    return Plot(figure, skipped)
