@@ -56,6 +56,9 @@ def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
                             "cost two evaluations per step)")
     group.add_argument("--n-avg", type=int, default=1,
                        help="average N independent samples per seed into one reconstruction (default 1)")
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                       help="torch.compile the UNet (default off: compiling costs tens of seconds per input "
+                            "shape; `python -m bench perf` says whether it pays on your device)")
     group.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True,
                        help="clamp the x0 estimate to [-1, 1] at every step (default: on, as the paper)")
 
@@ -70,7 +73,7 @@ def _run_diffusion(args: argparse.Namespace) -> int:
         args.input, args.output, decoder_checkpoint=args.decoder_checkpoint, msh_checkpoint=args.checkpoint,
         pretrained=args.pretrained, sampler=args.sampler, steps=args.steps, eta=args.eta, seeds=args.seeds,
         clip=args.clip, device=args.device, batch_size=args.batch_size, t0=args.t0, guidance=args.guidance,
-        n_avg=args.n_avg,
+        n_avg=args.n_avg, compile_model=args.compile,
     )
     print(f"wrote {len(written)} diffusion reconstruction(s) to {args.output}")
     return 0

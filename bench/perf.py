@@ -8,9 +8,11 @@ What one run measures, for each configured image size (``perf.sizes``) and batch
   decode path ``bench.diffusion.decode.decode_batch`` (MSH image when the decoder reads it,
   conditioning, the sampler loop with its progress bar, the final scaling), from ``y_hat`` to the
   image. Entropy decoding is the same for every point; it is its own column (``entropy_decode_s``).
-- **One bare UNet forward** at the same size and batch (``unet_s``), so that the *overhead ratio*
-  ``s_per_image / (nfe × unet_s)`` says how much of a decode is not the network: conditioning,
-  scheduler updates, noise, progress bar, Python.
+- **One bare UNet forward** at the same size on the rows one network call of that point carries
+  (``unet_s``, per image row): the batch, doubled under guidance (conditional and unconditional rows
+  in one call) and times N under sample averaging, so that the *overhead ratio*
+  ``s_per_image / (nfe × unet_s)`` says how much of a decode is not the network (conditioning,
+  scheduler updates, noise, progress bar, Python), not how well the network batches.
 
 Timing is wall-clock (``time.perf_counter``, CUDA synchronised), warm-up calls excluded, ``perf.repetitions``
 repetitions; a row holds the median and the min/max over them. All times are per image (a batch
@@ -39,7 +41,7 @@ whole decode, ``peak_fraction`` divides it by the device's dense bf16 tensor-cor
 (:data:`PEAK_BF16_FLOPS`; NaN on CPUs and unknown GPUs, with a note). The decode runs in float32
 unless a row's ablation says otherwise, so the fraction is against a peak it does not aim at.
 
-**Speed-up comparison** (``perf.compare``): at the smallest size and batch 1, one network call
+**Speed-up comparison** (``perf.compare``): at each size and batch 1, one network call
 ``model(x_t, t, cond)`` (the unit every sampler step repeats) under each switch of :data:`VARIANTS`
 against the plain call (the model as loaded), measured in the same run: ``speedup`` = plain time ÷
 switch time and ``max_abs_diff`` = largest output difference from the plain call (0 = bit-identical).
@@ -408,23 +410,25 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     timed_plan = plan(limit) if limit is not None and full_steps > limit else full_plan
     timed_nfe = steps_run(timed_plan)
     latents = [size.latent] * batch
+    # the rows of one network call: guidance and averaging batch 2x and N x the images
+    rows = batch * knobs.evaluations_per_step * knobs.n_avg
     kind = reset_peak_memory(ctx.device)
     setups, chains, unets = ctx.timed_together(
         lambda: _conditioning(ctx, latents),
         lambda: decode_batch(ctx.model, ctx.codec, latents, timed_plan, [point.seed]),
-        unet_forward(ctx, size, batch),
+        unet_forward(ctx, size, rows),
     )
     memory = peak_memory_mb(ctx.device, kind)
     # a step with guidance or averaging is several network evaluations; "per step" is the scheduler step
     per_step = [max(chain - setup, 0.0) / max(timed_nfe, 1) / batch for chain, setup in zip(chains, setups, strict=True)]
     per_image = [setup / batch + full_steps * step for setup, step in zip(setups, per_step, strict=True)]
-    overhead = [full / (nfe * unet / batch) if nfe else math.nan for full, unet in zip(per_image, unets, strict=True)]
+    overhead = [full / (nfe * unet / rows) if nfe else math.nan for full, unet in zip(per_image, unets, strict=True)]
     spread = _spread(per_image)
     return {
         **point.columns(), "batch": batch, "nfe": nfe, "timed_steps": timed_nfe, "extrapolated": timed_nfe < full_steps,
         **spread, "s_per_step": statistics.median(per_step), "s_per_step_min": min(per_step),
         "s_per_step_max": max(per_step), "setup_s": statistics.median(setups) / batch,
-        "unet_s": statistics.median(unets) / batch, "overhead_ratio": statistics.median(overhead),
+        "unet_s": statistics.median(unets) / rows, "overhead_ratio": statistics.median(overhead),
         **_flop_columns(ctx, size, nfe, spread["s_per_image"]), "peak_mem_mb": memory, "peak_mem_kind": kind,
     }  # fmt: skip
 
@@ -496,8 +500,15 @@ def _bf16_autocast(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call
 
 @contextlib.contextmanager
 def _compiled(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call]:
-    """``torch.compile`` of the decoder (compilation happens in the warm-up calls, not timed)."""
-    yield _in_mode(torch.inference_mode, torch.compile(model), inputs)
+    """The UNet compiled as ``decode --compile`` does (compilation happens in the warm-up calls, not timed)."""
+    from bench.diffusion.decode import compile_unet  # imports diffusers only when used
+
+    eager = model.unet
+    compile_unet(model)
+    try:
+        yield _in_mode(torch.inference_mode, model, inputs)
+    finally:
+        model.unet = eager
 
 
 @contextlib.contextmanager
@@ -631,8 +642,9 @@ def measure_all(ctx: Context, points: Sequence[Point], *, image: str | Path | No
                     bar.update()
     table = flag_best_batch(pd.DataFrame(rows)).assign(threads=torch.get_num_threads(), note=peak_note(ctx.device))
     if settings.compare:
-        compared = compare_variants(ctx, sizes[0], comparison_variants(settings))
-        table = pd.concat([table, pd.DataFrame([sizes[0].columns | row for row in compared])], ignore_index=True)
+        variants = comparison_variants(settings)
+        compared = [size.columns | row for size in sizes for row in compare_variants(ctx, size, variants)]
+        table = pd.concat([table, pd.DataFrame(compared)], ignore_index=True)
     return table
 
 

@@ -49,7 +49,7 @@ from tests.test_samplers_decode import CONFIGS, tiny_decoder, tiny_msh
 # [-1, 1] may differ in the last bits, far below the 1/255 step of the 8-bit images the decoder writes.
 CPU_LAYOUT_TOLERANCE = 1e-4
 GRID = [{"sampler": "ddim", "steps": [2]}, {"sampler": "ddpm", "steps": [3]}, {"sampler": "dpmpp", "steps": [2]},
-        {"sampler": "ddim", "steps": [2], "guidance": [2.0]}]
+        {"sampler": "ddim", "steps": [2], "guidance": [2.0]}, {"sampler": "ddpm", "steps": [2], "n_avg": [3]}]
 SIZES = [[64, 128], [64, 64]]  # [height, width], listed largest first: the run sorts them
 BATCHES = [2, 1]
 
@@ -122,6 +122,23 @@ def test_derived_columns_follow_from_the_measured_ones(table: pd.DataFrame) -> N
     assert (rows["peak_mem_mb"] > 0).all() and (rows["entropy_decode_s"] > 0).all()
 
 
+def test_bare_forward_carries_the_rows_of_one_network_call(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overhead ratio's unit is a forward on as many rows as the point's own calls carry (batch,
+    x2 under guidance, x N under averaging), so that it measures the sampler, not how the network batches."""
+    import bench.perf
+
+    rows_asked: list[int] = []
+    forward = bench.perf.unet_forward
+    monkeypatch.setattr(bench.perf, "unet_forward", lambda ctx, size, rows: rows_asked.append(rows) or forward(ctx, size, rows))
+    assert perf(checkpoints, tmp_path / "perf.csv") == 0
+    points = grid_points({"grid": GRID, "seeds": [0]})
+    per_image = [(2 if p.guidance not in (None, 0.0, 1.0) else 1) * (p.n_avg or 1) for p in points]
+    assert {2, 3} <= set(per_image)
+    assert rows_asked == [batch * rows for _ in SIZES for batch in sorted(BATCHES) for rows in per_image]
+
+
 def test_unet_flops_grow_at_least_with_the_pixels(table: pd.DataFrame) -> None:
     """Convolutions cost in proportion to the pixels, attention in proportion to their square, and the
     timestep-embedding layers not at all (a small share): doubling the pixels about doubles to quadruples them."""
@@ -130,15 +147,18 @@ def test_unet_flops_grow_at_least_with_the_pixels(table: pd.DataFrame) -> None:
 
 
 def test_comparison_rows_name_each_switch_and_its_output_difference(table: pd.DataFrame) -> None:
-    rows = table[table["ablation"].notna()].set_index("ablation")
-    assert list(rows.index) == ["plain", "no_grad", "channels_last", "bf16_autocast", "condition_per_step", "threads=1"]
+    compared = table[table["ablation"].notna()]
+    switches = ["plain", "no_grad", "channels_last", "bf16_autocast", "condition_per_step", "threads=1"]
+    assert list(zip(compared["size"], compared["ablation"], strict=True)) == [
+        (size, switch) for size in ("64x64", "128x64") for switch in switches  # every size: layouts pay off unevenly
+    ]
+    rows = compared[compared["size"] == "128x64"].set_index("ablation")
     assert rows.loc["plain", "speedup"] == 1.0
     assert rows.loc["no_grad", "max_abs_diff"] == 0.0 and rows.loc["condition_per_step", "max_abs_diff"] == 0.0
     assert rows.loc["channels_last", "max_abs_diff"] <= CPU_LAYOUT_TOLERANCE
     assert rows.loc["threads=1", "threads"] == 1
     assert rows.loc["bf16_autocast", "note"] == "skipped: CUDA only"
     assert math.isnan(rows.loc["bf16_autocast", "s_per_step"])
-    assert (rows["size"] == "64x64").all()
 
 
 CPU_SWITCHES = [

@@ -102,12 +102,21 @@ def inference_layout(model: DiffusionDecoder) -> DiffusionDecoder:
     """``model``, in place, in the memory layout that samples fastest on its device.
 
     CPU: channels-last weights (oneDNN's native convolution layout; the activations follow them):
-    about 1.15x per decode at 256x256 on 2 cores (``python -m bench perf``, ablation row
-    ``channels_last``), outputs within 1e-4 of the contiguous model's (``tests/test_perf.py``), i.e.
+    per network call on 2 idle cores (default decoder, ``python -m bench perf``, ablation row
+    ``channels_last``) 1.01x at 256x256 and 1.10-1.29x at 768x512, never slower beyond noise;
+    outputs within 1e-4 of the contiguous model's (``tests/test_perf.py``), i.e.
     about 0.1 % of 8-bit pixel values one level apart. CUDA: left as loaded (not measured yet).
     """
     if next(model.parameters()).device.type == "cpu":
         model.to(memory_format=torch.channels_last)
+    return model
+
+
+def compile_unet(model: DiffusionDecoder) -> DiffusionDecoder:
+    """``model``, in place, with its UNet wrapped by ``torch.compile`` (the latent decoder runs once
+    per image and is left eager). Compilation happens on the first call of each input shape: tens of
+    seconds on a CPU, so it pays only over many steps (``python -m bench perf``, ablation ``compile``)."""
+    model.unet = torch.compile(model.unet)
     return model
 
 
@@ -191,10 +200,12 @@ def decode_diffusion(
     t0: float = 1.0,
     guidance: float = 1.0,
     n_avg: int = 1,
+    compile_model: bool = False,
 ) -> list[Path]:
     """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder; returns the PNGs written.
 
     Every argument and every container is checked before the first output is written.
+    ``compile_model`` compiles the UNet (:func:`compile_unet`); the record says so.
     """
     if batch_size < 1:
         raise BenchError(f"'batch_size' must be >= 1, got {batch_size}")
@@ -203,6 +214,8 @@ def decode_diffusion(
     decoder_checkpoint = Path(decoder_checkpoint)
     model = inference_layout(load_decoder(decoder_checkpoint, device=codec.device))
     check_decoder_matches_codec(model, codec, decoder_checkpoint)
+    if compile_model:
+        compile_unet(model)
     knobs = Knobs(t0=t0, guidance=guidance, n_avg=n_avg)
     plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip, knobs=knobs)
     # entropy-decode (and so verify) every container before the first write
@@ -221,6 +234,6 @@ def decode_diffusion(
     digests = {path: sha256_file(path) for path in job.streams}
     msh_source = "pretrained" if pretrained else str(msh_checkpoint)
     for seed in job.seeds:
-        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests)
+        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests) | {"compiled": compile_model}
         _write_json(job.record_path(seed), record)
     return written

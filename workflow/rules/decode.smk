@@ -62,11 +62,12 @@ rule decode_diffusion:
         sampler=sampler_args,
         batch=config["sampling"]["batch_size"],
         clip="--clip" if config["sampling"]["clip_denoised"] else "--no-clip",
+        compile="--compile" if config["sampling"]["compile"] else "--no-compile",
     resources:
         gpu=1,
     shell:
         "{PY} -m bench decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
-        "--decoder-checkpoint {input.decoder} {params.sampler} {params.clip} --batch-size {params.batch} "
+        "--decoder-checkpoint {input.decoder} {params.sampler} {params.clip} {params.compile} --batch-size {params.batch} "
         "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
 
 
