@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from bench.baselines import load_published
 from bench.report.figures import PERCEPTION_METRICS, RDP_METRICS, Plot, plot_rdp, plot_tradeoff, save_figure
@@ -15,9 +17,17 @@ from bench.utils import BenchError
 log = logging.getLogger(__name__)
 
 
-def _log_skipped(plot: Plot, out: str | Path) -> None:
-    for panel, why in plot.skipped.items():
+def write_figure(
+    summary: str | Path, out: str | Path, dataset: str | None, plot: Callable[[pd.DataFrame, str], Plot]
+) -> Plot:
+    """Load the summary (of ``dataset``, or its only one), draw ``plot(table, dataset_name)``, write the
+    PDF and PNG, and log every panel the plot skipped."""
+    table = load_summary(summary, dataset)
+    drawn = plot(table, str(table["dataset"].iloc[0]))
+    save_figure(drawn.figure, out)
+    for panel, why in drawn.skipped.items():
         log.warning("%s: panel %s skipped (%s)", out, panel, why)
+    return drawn
 
 
 def write_rdp_figure(
@@ -29,12 +39,8 @@ def write_rdp_figure(
     published: bool = True,
 ) -> Plot:
     """``figures/rdp_{dataset}.pdf`` (+ PNG): rate against each metric, published baselines included."""
-    table = load_summary(summary, dataset)
-    name = str(table["dataset"].iloc[0])
-    plot = plot_rdp(table, load_published(name) if published else None, metrics=metrics, dataset=name)
-    save_figure(plot.figure, out)
-    _log_skipped(plot, out)
-    return plot
+    return write_figure(summary, out, dataset, lambda table, name: plot_rdp(
+        table, load_published(name) if published else None, metrics=metrics, dataset=name))  # fmt: skip
 
 
 def write_tradeoff_figure(
@@ -46,12 +52,8 @@ def write_tradeoff_figure(
     distortion: str = "psnr",
 ) -> Plot:
     """``figures/tradeoff_{dataset}.pdf`` (+ PNG): the distortion-realism plane at each bitrate."""
-    table = load_summary(summary, dataset)
-    name = str(table["dataset"].iloc[0])
-    plot = plot_tradeoff(table, perception=perception, distortion=distortion, dataset=name)
-    save_figure(plot.figure, out)
-    _log_skipped(plot, out)
-    return plot
+    return write_figure(summary, out, dataset, lambda table, name: plot_tradeoff(
+        table, perception=perception, distortion=distortion, dataset=name))  # fmt: skip
 
 
 def write_samples_figure(

@@ -20,12 +20,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench.report.build import _log_skipped
-from bench.report.figures import NFE_NOTE, Plot, _draw_tradeoff_panel, per_bitrate_panels, save_figure
+from bench.report.build import write_figure
+from bench.report.figures import NFE_NOTE, Plot, _draw_tradeoff_panel, per_bitrate_panels
 from bench.report.style import axis_label, metric_spec
 from bench.report.tables import (
     has_values,
-    load_summary,
     random_backbone,
     step_positions,
     with_point_columns,
@@ -81,9 +80,4 @@ def write_cost_figure(
     summary: str | Path, out: str | Path, *, dataset: str | None = None, metrics: Sequence[str] = COST_METRICS
 ) -> Plot:
     """``figures/cost_{dataset}.pdf`` (+ PNG): quality against decode seconds per image."""
-    table = load_summary(summary, dataset)
-    name = str(table["dataset"].iloc[0])
-    plot = plot_cost(table, metrics=metrics, dataset=name)
-    save_figure(plot.figure, out)
-    _log_skipped(plot, out)
-    return plot
+    return write_figure(summary, out, dataset, lambda table, name: plot_cost(table, metrics=metrics, dataset=name))
