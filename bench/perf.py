@@ -61,7 +61,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,9 @@ from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
 from bench.points import Point, grid_points
 from bench.tables import write_csv
 from bench.utils import BenchError, code_version, device_description, resolve_device
+
+if TYPE_CHECKING:
+    from bench.samplers import Knobs
 
 MIB = 2**20
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -336,15 +339,14 @@ def prepare_size(ctx: Context, height: int, width: int, image: str | Path | None
     return SizeInputs(height, width, latent, source, statistics.median(times), unet_flops(ctx.model, inputs))
 
 
-def _conditioning(ctx: Context, latents: Sequence[DecodedLatent]) -> Condition:
-    """The decode's setup for a batch: the MSH image when the decoder reads it, then ``model.condition``
-    (the first half of ``bench.diffusion.decode.decode_batch``)."""
+def _conditioning(ctx: Context, latents: Sequence[DecodedLatent], knobs: Knobs | None = None) -> Condition | None:
+    """The decode's per-batch setup for ``knobs`` (default: the plain sampler, whose conditioning is
+    never None): ``bench.diffusion.decode.batch_setup``, the part of ``decode_batch`` before its steps."""
+    from bench.diffusion.decode import batch_setup  # imports diffusers only when used
+    from bench.samplers import Knobs
+
     with torch.inference_mode():
-        y_hat = torch.cat([latent.y_hat for latent in latents]).to(ctx.device)
-        x_msh = None
-        if ctx.model.config.needs_msh:
-            x_msh = torch.cat(synthesize_batch(ctx.codec, list(latents), padded=True)) * 2.0 - 1.0
-        return ctx.model.condition(y_hat, x_msh)
+        return batch_setup(ctx.model, ctx.codec, latents, knobs or Knobs()).cond
 
 
 def _spread(per_image: Sequence[float]) -> dict[str, float]:
@@ -414,7 +416,7 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     rows = batch * knobs.evaluations_per_step * knobs.n_avg
     kind = reset_peak_memory(ctx.device)
     setups, chains, unets = ctx.timed_together(
-        lambda: _conditioning(ctx, latents),
+        lambda: _conditioning(ctx, latents, knobs),
         lambda: decode_batch(ctx.model, ctx.codec, latents, timed_plan, [point.seed]),
         unet_forward(ctx, size, rows),
     )
@@ -705,6 +707,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", help="image cropped to each size (default: Kodak from the mirror, else generated)")
     parser.add_argument("--mirror", help="dataset mirror holding kodak/ (default: $BENCH_DATA_MIRROR or data_mirror)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compare torch.compile of the decoder too (default: the config's perf.compile)")
+                        help="compare torch.compile of the UNet too (default: the config's perf.compile)")
     parser.add_argument("--out", required=True, metavar="CSV", help="results/perf.csv")
     parser.set_defaults(func=_cmd_perf)

@@ -41,7 +41,7 @@ from bench.codec import (
     write_png,
 )
 from bench.codec.files import read_stream
-from bench.diffusion.model import DiffusionDecoder, load_decoder
+from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
 from bench.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.utils import BenchError, atomic_path, code_version, device_description, sha256_file
 
@@ -128,6 +128,29 @@ def _batches(latents: Sequence[DecodedLatent], batch_size: int) -> list[list[int
     return [group[k : k + batch_size] for group in by_shape.values() for k in range(0, len(group), batch_size)]
 
 
+@dataclass(frozen=True)
+class BatchSetup:
+    """What a decode computes once per batch, before any sampler step."""
+
+    msh: torch.Tensor | None  # [B, 3, Hp, Wp] MSH reconstruction in [0, 1], when the decode reads it
+    x_msh: torch.Tensor | None  # the same in [-1, 1] (None at t0 = 0): the decoder's input / x0 base, the t0 start
+    cond: Condition | None  # the decoder's conditioning; None at t0 = 0, where no step runs
+
+
+def batch_setup(model: DiffusionDecoder, codec: MSHCodec, latents: Sequence[DecodedLatent], knobs: Knobs) -> BatchSetup:
+    """The per-batch setup of :func:`decode_batch` (``python -m bench perf`` times it as ``setup_s``):
+    the MSH reconstruction when the decoder reads it or a start level t0 < 1 noises it, then
+    ``model.condition`` unless t0 = 0. Call it under ``torch.inference_mode``."""
+    msh = None
+    if model.config.needs_msh or knobs.t0 < 1.0:
+        msh = torch.cat(synthesize_batch(codec, list(latents), padded=True))
+    if knobs.t0 == 0.0:
+        return BatchSetup(msh, None, None)
+    x_msh = None if msh is None else msh * 2.0 - 1.0
+    y_hat = torch.cat([latent.y_hat for latent in latents]).to(codec.device)
+    return BatchSetup(msh, x_msh, model.condition(y_hat, x_msh))
+
+
 def decode_batch(
     model: DiffusionDecoder, codec: MSHCodec, latents: Sequence[DecodedLatent], plan: SamplingPlan, seeds: Sequence[int]
 ) -> torch.Tensor:
@@ -137,15 +160,10 @@ def decode_batch(
     makes it (same tensor, so the same PNG bytes).
     """
     with torch.inference_mode():
-        y_hat = torch.cat([latent.y_hat for latent in latents]).to(codec.device)
-        msh = None
-        if model.config.needs_msh or plan.knobs.t0 < 1.0:
-            msh = torch.cat(synthesize_batch(codec, list(latents), padded=True))
-        if plan.knobs.t0 == 0.0:
-            return msh[:, None].expand(-1, len(seeds), -1, -1, -1)
-        x_msh = None if msh is None else msh * 2.0 - 1.0
-        cond = model.condition(y_hat, x_msh)
-        x0 = sample_with_plan(plan, model, cond, seeds, x_start=x_msh)
+        setup = batch_setup(model, codec, latents, plan.knobs)
+        if setup.cond is None:
+            return setup.msh[:, None].expand(-1, len(seeds), -1, -1, -1)
+        x0 = sample_with_plan(plan, model, setup.cond, seeds, x_start=setup.x_msh)
     return ((x0 + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
