@@ -7,9 +7,12 @@ re-encoding in a mirror verifies as well as the original download). Archive data
 have no checksum we could know offline: the archive's sha256 is pinned into ``datasets.lock.tsv``
 on first download and verified on every later one (commit that file).
 
-A local mirror (``BENCH_DATA_MIRROR`` or the config key ``data_mirror``), laid out as
-``NAME/FILE``, is used instead of the network when it holds the file. This module imports no
-other part of the suite.
+A mirror (``BENCH_DATA_MIRROR`` or the config key ``data_mirror``), laid out as ``NAME/FILE``, is
+used instead of the upstream source when it holds the file: a local folder, or an ``http(s)://``
+base URL (a lab-internal mirror). Every download goes through :func:`bench.download.download`.
+A dataset may ship an attribution file (``bench/manifests/NAME_ATTRIBUTION.md``), copied to
+``NAME/ATTRIBUTION.md`` beside its images on every fetch. This module imports no other part of the
+suite but its helpers.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ import hashlib
 import logging
 import os
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from bench.download import Check, NotFound, download, is_url
 from bench.utils import BenchError, atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,10 @@ class DatasetSpec:
 
 _CLIC = "https://data.vision.ee.ethz.ch/cvl/clic"
 _DIV2K = "http://data.vision.ee.ethz.ch/cvl/DIV2K"
+# wikiphotos' files are byte-identical to GitHub Zelex/images, folder wikipedia-photos/, at this
+# commit (pinned, never a branch, so the committed manifest stays the check).
+WIKIPHOTOS_COMMIT = "0b8a89db599a384124fb991b85d40cfd63c73d58"
+_WIKIPHOTOS = f"https://raw.githubusercontent.com/Zelex/images/{WIKIPHOTOS_COMMIT}/wikipedia-photos"
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -94,7 +100,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "clic2020-professional-test",
             "eval",
-            "CLIC 2020 professional test set (428 PNGs), shorter side resized to 768, centre crop.",
+            "CLIC 2020 professional test set (250 PNGs), shorter side resized to 768, centre crop.",
             archive_url=f"{_CLIC}/test/CLIC2020Professional_test.zip",
             eval_resize=768,
             licence="Unsplash licence",
@@ -124,10 +130,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "wikiphotos",
             "train",
-            "49 downsampled Wikimedia Commons photographs (~1.5 Mpixel) for CPU-scale training; "
-            "derived files, so only a mirror holds them (attribution: the mirror's README).",
+            "49 downsampled Wikimedia Commons photographs (~1.5 Mpixel) for CPU-scale training, "
+            "from GitHub Zelex/images at a pinned commit (attribution: ATTRIBUTION.md beside them).",
+            url_template=f"{_WIKIPHOTOS}/{{name}}",
             has_manifest=True,
-            licence="Creative Commons, per file (see the mirror's README)",
+            licence="Creative Commons, per file (see ATTRIBUTION.md)",
         ),
     )
 }
@@ -178,87 +185,102 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise BenchError(f"{path} is not a readable image ({err}); delete it and fetch the dataset again") from None
 
 
+def manifest_problem(path: Path, entry: ManifestEntry) -> str | None:
+    """None when ``path``'s bytes match the upstream file hash or its pixels match the manifest, else why not."""
+    if entry.file_sha256 is not None and sha256_file(path) == entry.file_sha256:
+        return None
+    try:
+        if pixel_sha256(path) == entry.pixel_sha256:
+            return None
+    except BenchError:
+        return f"it is not a readable image (expected {entry.name} of the manifest)"
+    return (
+        f"neither its bytes (expected sha256 {entry.file_sha256}) nor its RGB pixels (expected "
+        f"{entry.pixel_sha256}) match the manifest; it is corrupt or a different image"
+    )
+
+
 def verify_file(path: Path, entry: ManifestEntry) -> None:
     """Accept ``path`` if its bytes match the upstream file hash or its pixels match the manifest.
 
     Raises a BenchError naming the file, both expectations and what to do.
     """
-    if entry.file_sha256 is not None and sha256_file(path) == entry.file_sha256:
-        return
-    if pixel_sha256(path) == entry.pixel_sha256:
-        return
-    raise BenchError(
-        f"checksum mismatch for {path}: neither its bytes (expected sha256 {entry.file_sha256}) nor its "
-        f"RGB pixels (expected {entry.pixel_sha256}) match the manifest; the file is corrupt or a "
-        f"different image: delete it and run `python -m bench datasets fetch` again"
-    )
+    problem = manifest_problem(path, entry)
+    if problem is not None:
+        raise BenchError(
+            f"checksum mismatch for {path}: {problem}: delete it and run `python -m bench datasets fetch` again"
+        )
+
+
+def mirror_location(mirror: str | os.PathLike | None = None) -> Path | str | None:
+    """The mirror: ``BENCH_DATA_MIRROR``, else the config value; an http(s) base URL stays a string, a folder is a Path."""
+    value = os.environ.get(MIRROR_ENV) or mirror
+    if not value:
+        return None
+    return str(value).rstrip("/") if is_url(value) else Path(value)
 
 
 def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
-    """The mirror folder: the ``BENCH_DATA_MIRROR`` env var, else the given config value, else None."""
-    value = os.environ.get(MIRROR_ENV) or mirror
-    return Path(value) if value else None
+    """The mirror folder, or None when no mirror is set or the mirror is an HTTP server."""
+    location = mirror_location(mirror)
+    return location if isinstance(location, Path) else None
 
 
-def _download(url: str, dest: Path) -> None:
-    """Download ``url`` to ``dest`` with a progress bar, resuming a ``.part`` file when one exists."""
-    part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            if offset and response.status != 206:  # server ignored the range: start over
-                offset = 0
-            total = int(response.headers.get("Content-Length", 0)) + offset
-            with open(part, "ab" if offset else "wb") as out, tqdm(
-                total=total or None, initial=offset, unit="B", unit_scale=True, desc=dest.name
-            ) as bar:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError) as err:
-        raise BenchError(
-            f"could not download {url} ({err}); with no internet, put the file in a mirror folder "
-            f"(NAME/FILE) and set {MIRROR_ENV}"
-        ) from None
-    os.replace(part, dest)
+def _no_network_fix(where: str) -> str:
+    """The way out when upstream cannot be reached: a mirror, or a rerun (which resumes)."""
+    return (
+        f"with no internet, put {where} in a mirror (a folder or an http(s) URL laid out as NAME/FILE) "
+        f"and set {MIRROR_ENV}; a rerun resumes a partial download"
+    )
 
 
-def _materialise(source: Path | None, url: str | None, dest: Path, what: str) -> None:
-    """Copy ``source`` from a mirror (when it exists) or download ``url`` into ``dest`` atomically."""
-    if source is not None and source.is_file():
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(source, tmp)
+def _copy_checked(source: Path, dest: Path, check: Check) -> None:
+    """Copy a mirror file into ``dest`` atomically, only when it passes ``check``."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
+        problem = check(tmp)
+        if problem is not None:
+            raise BenchError(
+                f"checksum mismatch for {source} in the mirror: {problem}; replace it there "
+                f"(or unset {MIRROR_ENV} to download it)"
+            )
+
+
+def _materialise(where: str, url: str | None, dest: Path, mirror: Path | str | None, check: Check) -> None:
+    """Put the checked file ``where`` (NAME/FILE) at ``dest``: from the mirror when it has it, else from ``url``."""
+    if isinstance(mirror, Path) and (mirror / where).is_file():
+        _copy_checked(mirror / where, dest, check)
         return
+    if isinstance(mirror, str):
+        mirror_fix = f"check that the mirror {mirror} serves {where}, or unset {MIRROR_ENV} to use upstream"
+        try:
+            download(f"{mirror}/{where}", dest, check=check, fix=mirror_fix)
+            return
+        except NotFound:
+            if url is None:
+                raise
+            log.warning("the mirror %s has no %s; downloading it from %s", mirror, where, url)
     if url is None:
         raise BenchError(
-            f"{what} is only available from a mirror and none holds it; set {MIRROR_ENV} to a folder "
-            f"containing {dest.parent.name}/{dest.name}"
+            f"{where} is only available from a mirror and none holds it; set {MIRROR_ENV} to a folder "
+            f"or an http(s) URL serving {where}"
         )
-    _download(url, dest)
+    download(url, dest, check=check, fix=_no_network_fix(where))
 
 
-def _fetch_manifest_dataset(spec: DatasetSpec, target: Path, mirror: Path | None) -> list[Path]:
+def _fetch_manifest_dataset(spec: DatasetSpec, target: Path, mirror: Path | str | None) -> list[Path]:
     """Fetch each manifest file, skipping files already valid; every file is verified before use."""
     paths = []
     for entry in tqdm(read_manifest(spec.name), desc=f"fetch {spec.name}", unit="img"):
         dest = target / entry.name
         if dest.exists():
-            try:
-                verify_file(dest, entry)
+            if manifest_problem(dest, entry) is None:
                 paths.append(dest)
                 continue
-            except BenchError:
-                log.warning("%s is invalid; fetching it again", dest)
-                dest.unlink()
-        source = mirror / spec.name / entry.name if mirror else None
-        url = spec.url_template.format(name=entry.name) if spec.url_template else None
-        _materialise(source, url, dest, f"{spec.name}/{entry.name}")
-        try:
-            verify_file(dest, entry)
-        except BenchError:
+            log.warning("%s is invalid; fetching it again", dest)
             dest.unlink()
-            raise
+        url = spec.url_template.format(name=entry.name) if spec.url_template else None
+        _materialise(f"{spec.name}/{entry.name}", url, dest, mirror, lambda path, e=entry: manifest_problem(path, e))
         paths.append(dest)
     return paths
 
@@ -287,29 +309,38 @@ def _pin_archive(archive: str, digest: str) -> None:
     log.warning("pinned sha256 %s for %s in %s on first download: commit that file", digest, archive, lock_file())
 
 
-def _verify_archive(path: Path) -> None:
-    """Check an archive against its pinned checksum, pinning it when none is known yet."""
-    digest = sha256_file(path)
-    pinned = read_lock().get(path.name)
-    if pinned is None:
-        _pin_archive(path.name, digest)
-    elif pinned != digest:
-        raise BenchError(
-            f"checksum mismatch for {path}: sha256 {digest}, but {lock_file()} pins {pinned}; delete the "
-            f"archive and fetch again (or, if upstream really changed it, remove its line from the lock file)"
-        )
+def _archive_check(archive: str) -> Check:
+    """The check of archive ``archive``: against its pinned sha256, pinning it when none is known yet."""
+
+    def check(path: Path) -> str | None:
+        digest = sha256_file(path)
+        pinned = read_lock().get(archive)
+        if pinned is None:
+            _pin_archive(archive, digest)
+        elif pinned != digest:
+            return (
+                f"sha256 {digest}, but {lock_file()} pins {pinned}; fetch again (or, if upstream really "
+                f"changed the archive, remove its line from the lock file)"
+            )
+        return None
+
+    return check
 
 
-def _fetch_archive_dataset(spec: DatasetSpec, target: Path, mirror: Path | None) -> list[Path]:
+def _fetch_archive_dataset(spec: DatasetSpec, target: Path, mirror: Path | str | None) -> list[Path]:
     """Fetch (or reuse) the dataset's archive, verify it against the lock, extract its PNGs."""
     archive = target.parent / "_archives" / spec.archive_name
-    if not archive.exists():
-        source = mirror / spec.name / spec.archive_name if mirror else None
-        _materialise(source, spec.archive_url, archive, f"{spec.name}/{spec.archive_name}")
-    _verify_archive(archive)
+    check = _archive_check(spec.archive_name)
+    if archive.exists():
+        problem = check(archive)
+        if problem is not None:
+            archive.unlink()
+            raise BenchError(f"checksum mismatch for {archive} (deleted it): {problem}")
+    else:
+        _materialise(f"{spec.name}/{spec.archive_name}", spec.archive_url, archive, mirror, check)
     paths = []
     with zipfile.ZipFile(archive) as zf:
-        members = sorted(m for m in zf.namelist() if m.lower().endswith(".png") and not Path(m).name.startswith("."))
+        members = sorted(m for m in zf.namelist() if _is_image_member(m))
         for member in tqdm(members, desc=f"extract {spec.name}", unit="img"):
             dest = target / Path(member).name
             if not dest.exists():
@@ -319,18 +350,37 @@ def _fetch_archive_dataset(spec: DatasetSpec, target: Path, mirror: Path | None)
     return paths
 
 
+def _is_image_member(member: str) -> bool:
+    """A PNG of an archive, not macOS's resource-fork junk (``__MACOSX/``, ``._NAME``)."""
+    path = Path(member)
+    return path.suffix.lower() == ".png" and not path.name.startswith(".") and "__MACOSX" not in path.parts
+
+
+def attribution_file(name: str) -> Path | None:
+    """The attribution list shipped with dataset ``name`` (``manifests/NAME_ATTRIBUTION.md``), if any."""
+    path = MANIFEST_DIR / f"{name}_ATTRIBUTION.md"
+    return path if path.is_file() else None
+
+
 def fetch(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None = None) -> list[Path]:
     """Make ``root/NAME/`` hold the verified images of dataset ``name``; return their paths, sorted.
 
-    Files already present and valid are kept, so a rerun after an interruption resumes.
+    Files already present and valid are kept, so a rerun after an interruption resumes. The
+    dataset's attribution file, when it has one, is written beside the images as ATTRIBUTION.md.
     """
     spec = get_dataset(name)
     target = Path(root) / name
     target.mkdir(parents=True, exist_ok=True)
-    mirror_dir = mirror_root(mirror)
+    where = mirror_location(mirror)
     if spec.has_manifest:
-        return sorted(_fetch_manifest_dataset(spec, target, mirror_dir))
-    return sorted(_fetch_archive_dataset(spec, target, mirror_dir))
+        paths = _fetch_manifest_dataset(spec, target, where)
+    else:
+        paths = _fetch_archive_dataset(spec, target, where)
+    attribution = attribution_file(name)
+    if attribution is not None:
+        with atomic_path(target / "ATTRIBUTION.md") as tmp:
+            shutil.copyfile(attribution, tmp)
+    return sorted(paths)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -458,14 +508,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     fetch_parser = sub.add_parser("fetch", help="download (or copy from a mirror) and verify a dataset")
     fetch_parser.add_argument("name", help="dataset name (see `datasets list`)")
     fetch_parser.add_argument("--root", default="data", help="folder that receives NAME/ (default: data)")
-    fetch_parser.add_argument("--mirror", default=None, help=f"local mirror folder NAME/FILE (env {MIRROR_ENV} wins)")
+    fetch_parser.add_argument(
+        "--mirror", default=None, help=f"mirror folder or http(s) URL laid out as NAME/FILE (env {MIRROR_ENV} wins)"
+    )
     fetch_parser.set_defaults(func=_cmd_fetch)
 
     prep = sub.add_parser("prepare", help="fetch a dataset and write its evaluation images")
     prep.add_argument("name", help="dataset name")
     prep.add_argument("--out", required=True, help="folder for the evaluation PNGs")
     prep.add_argument("--root", default="data", help="download folder (default: data)")
-    prep.add_argument("--mirror", default=None, help=f"local mirror folder (env {MIRROR_ENV} wins)")
+    prep.add_argument("--mirror", default=None, help=f"mirror folder or http(s) URL (env {MIRROR_ENV} wins)")
     prep.add_argument("--max-images", type=int, default=None, help="keep the first N images by name")
     prep.add_argument("--crop", type=int, default=None, help="centre-crop each image to this square size")
     prep.set_defaults(func=_cmd_prepare)

@@ -8,6 +8,7 @@ root (what CI and our machines have). Tests that need a dataset the mirror lacks
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.ci_workflow import WorkflowRun, snakemake
+from tests.loopback_http import LoopbackServer, serve
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -69,3 +71,9 @@ def write_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    """A real HTTP server on 127.0.0.1 (files, mounted folders, Range, faults) for the download tests."""
+    yield from serve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import zipfile
 from pathlib import Path
@@ -72,10 +73,11 @@ def test_mirror_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert data.mirror_root(None) is None
 
 
-def test_missing_mirror_file_without_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mirror_only_file_missing_from_the_mirror_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(data.DATASETS, "kodak", dataclasses.replace(data.get_dataset("kodak"), url_template=None))
     monkeypatch.setenv(data.MIRROR_ENV, str(tmp_path / "empty"))
-    with pytest.raises(BenchError, match="only available from a mirror"):
-        data.fetch("wikiphotos", tmp_path / "root")
+    with pytest.raises(BenchError, match="kodak/kodim01.png is only available from a mirror"):
+        data.fetch("kodak", tmp_path / "root")
 
 
 def _zip_of_pngs(path: Path, n: int) -> Path:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,8 @@ from compressai.models import MeanScaleHyperprior
 from compressai.zoo import image as zoo
 from compressai.zoo.pretrained import load_pretrained as rename_zoo_keys
 
-from bench.utils import BenchError, atomic_path, code_version, sha256_file
+from bench.download import download, sha256_is
+from bench.utils import BenchError, atomic_path, code_version
 
 ARCH = "mbt2018-mean"
 QUALITIES = range(1, 9)
@@ -36,7 +34,6 @@ ZOO_LAMBDAS: dict[int, float] = {
     7: 0.0932,
     8: 0.1800,
 }
-DOWNLOAD_TIMEOUT_S = 60
 
 
 def check_quality(quality: int) -> int:
@@ -67,37 +64,24 @@ def zoo_weights_path(quality: int) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(zoo_weights_url(quality)).name
 
 
-def _download(url: str, dest: Path) -> None:
-    """Fetch ``url`` to ``dest`` atomically with a socket timeout (no hang when offline).
-
-    The zoo's file names carry the first hex digits of the file's sha256 (torch.hub's convention),
-    which is checked before the file is moved into place.
-    """
-    prefix = re.search(r"-([a-f0-9]+)\.", dest.name)
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-        if prefix and not sha256_file(tmp).startswith(prefix.group(1)):
-            raise OSError(f"sha256 of the download does not start with {prefix.group(1)}")
-
-
 def load_pretrained(quality: int) -> MeanScaleHyperprior:
     """compressai's pretrained ``mbt2018_mean(quality, metric="mse")``, from the torch.hub cache.
 
-    The cache is checked first; when the file is missing it is downloaded (with a timeout), and
-    when that fails a single BenchError names the file, the folder, TORCH_HOME and the way out.
+    The cache is checked first; when the file is missing it is downloaded (with a timeout, and
+    checked against the sha256 prefix in its name, torch.hub's convention), and when that fails a
+    single BenchError names the URL, the file, the folder, TORCH_HOME and the way out.
     """
     path = zoo_weights_path(quality)
     if not path.is_file():
-        url = zoo_weights_url(quality)
-        try:
-            _download(url, path)
-        except (OSError, urllib.error.URLError) as err:
-            raise BenchError(
-                f"compressai zoo weights {path.name} are not in {path.parent} "
-                f"(TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}) and downloading {url} failed ({err}); "
-                f"copy the file there, or train a model with `python -m bench train-msh` and pass --checkpoint"
-            ) from None
+        prefix = re.search(r"-([a-f0-9]+)\.", path.name)
+        download(
+            zoo_weights_url(quality),
+            path,
+            check=sha256_is(prefix.group(1)) if prefix else None,
+            fix=f"compressai zoo weights {path.name} are not in {path.parent} "
+            f"(TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}): copy the file there, or train a model "
+            f"with `python -m bench train-msh` and pass --checkpoint",
+        )
     return zoo.mbt2018_mean(quality, metric="mse", pretrained=True, progress=False)
 
 
