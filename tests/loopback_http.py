@@ -127,7 +127,7 @@ def serve() -> Iterator[LoopbackServer]:
     httpd.daemon_threads = True
     httpd.block_on_close = False
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
