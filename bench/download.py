@@ -132,7 +132,7 @@ def _stream(response: http.client.HTTPResponse, part: Path, start: int, length: 
         desc=part.name[: -len(".part")],
     ) as bar:  # fmt: skip
         try:
-            while block := response.read(CHUNK):
+            while block := response.read1(CHUNK):  # what has arrived, so a stall keeps it in the .part
                 out.write(block)
                 got += len(block)
                 bar.update(len(block))

@@ -123,6 +123,8 @@ def test_server_that_stops_answering_times_out(
     with pytest.raises(BenchError, match=rf"^could not download .*/blob\.bin: {says}, 3 times .*; {FIX}$"):
         fetch_blob(http_server, tmp_path / "blob.bin")
     assert not (tmp_path / "blob.bin").exists()
+    if fault == "stall":  # what arrived before each stall is kept: every attempt resumed after the last
+        assert [r.range for r in http_server.requests][1:] == [f"bytes={len(BLOB) // 2}-", f"bytes={len(BLOB) * 3 // 4}-"]
 
 
 def test_unreachable_server_fails_at_once(tmp_path: Path, http_server: LoopbackServer) -> None:
