@@ -48,6 +48,15 @@ def test_paper_config_forbids_random_backbones() -> None:
     assert load_config(CONFIGS[[p.stem for p in CONFIGS].index("paper")])["allow_random_backbones"] is False
 
 
+def test_paper_config_trains_as_the_papers_command() -> None:
+    """The paper's command: --timestep_respacing 1000 of a 4000-step cosine schedule, p_guidance at its
+    default 0 (guidance is our deviation, named in the config's comment), no gradient clipping."""
+    config = load_config(CONFIGS[[p.stem for p in CONFIGS].index("paper")])
+    model, train = config["decoder"]["model"], config["decoder"]["train"]
+    assert (model["schedule"], model["train_timesteps"], model["respacing"]) == ("cosine", 4000, 1000)
+    assert train["p_uncond"] == 0.0 and train["grad_clip"] is None
+
+
 def test_load_config_errors(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="not found"):
         load_config(tmp_path / "missing.yaml")

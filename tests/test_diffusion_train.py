@@ -187,6 +187,37 @@ def test_rho_without_vgg_weights_is_an_error_in_the_paper_config(no_torch_weight
     assert VGG_WEIGHTS in str(err.value) and str(no_torch_weights) in str(err.value) and "TORCH_HOME" in str(err.value)
 
 
+@pytest.mark.parametrize("respacing", [None, 10])
+def test_training_draws_t_from_the_configured_respacing(
+    tiny_codec: tuple[MSHCodec, Path], images: list[Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, respacing: int | None,
+) -> None:
+    """The paper trains with ``--timestep_respacing 1000``: with ``respacing`` K every step's loss runs
+    on the K-step schedule (VB weight K/1000) and the network sees only the K kept original indices."""
+    codec, msh_path = tiny_codec
+    config = tiny_model_config(respacing=respacing)
+    schedules, model_times = [], []
+    real_loss = train.diffusion_loss
+
+    def spy(model, schedule, *args, **kwargs):
+        schedules.append(schedule)
+        forward = model.forward
+        model.forward = lambda x, t, cond: (model_times.append(t.clone()), forward(x, t, cond))[1]
+        try:
+            return real_loss(model, schedule, *args, **kwargs)
+        finally:
+            del model.forward
+
+    monkeypatch.setattr(train, "diffusion_loss", spy)
+    train_decoder(config, tiny_train_config(steps=8, batch_size=4, checkpoint_every=100), codec, msh_path,
+                  images, tmp_path / "dec.pt")
+    expected = DiffusionDecoder(config).noise_schedule(respacing)
+    assert schedules and all(torch.equal(s.timestep_map, expected.timestep_map) for s in schedules)
+    kept = set(expected.timestep_map.tolist())
+    seen = set(torch.cat(model_times).tolist())
+    assert seen <= kept and len(kept) == (10 if respacing else 100)
+
+
 # ----------------------------------------------------------------------------- resume and CLI
 
 

@@ -2,9 +2,9 @@
 
 A :class:`NoiseSchedule` holds the betas the model is trained or sampled on and, for a respaced
 schedule, the map from each kept step to the original ("model-time") index the network was trained
-with. Training uses the full ``T``-step schedule (identity map); samplers build a respaced one
-(improved-diffusion's ``space_timesteps(T, [K])``) and feed ``timestep_map[i]`` to the network, so
-the network always sees original-time indices.
+with. Training uses the config's ``respacing`` (all ``T`` steps when null: the identity map);
+samplers build a respaced one (improved-diffusion's ``space_timesteps(T, [K])``) and feed
+``timestep_map[i]`` to the network, so the network always sees original-time indices.
 
 The per-timestep coefficients (``q_sample``, the posterior ``q(x_{t-1} | x_t, x_0)``, SNR) live
 here too, because both the training loss and the samplers' tests need exactly the same numbers.

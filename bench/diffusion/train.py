@@ -7,11 +7,14 @@ One step, as the paper's improved-diffusion code does it with the frozen MSH cod
    the hyperprior means) and the MSH reconstruction ``g_s(y_hat)``;
 2. conditioning dropout: for a ``p_uncond`` fraction of the batch ``y_hat`` and ``x_msh`` are zeroed
    (the number of dropped samples is ``p·B`` stochastically rounded, so small batches still drop);
-3. ``t`` uniform over the full ``T``-step training schedule, ``x_t = q_sample(x0, t, eps)``;
+3. ``t`` uniform over the steps of the model's schedule, ``x_t = q_sample(x0, t, eps)``: the full
+   ``T`` steps, or with ``respacing`` K the K kept steps (improved-diffusion trains a
+   ``SpacedDiffusion`` on them when given ``--timestep_respacing``, as the paper's command is), the
+   network always being given the original-time index of the step;
 4. loss on the crop's pixels (padding excluded) = L1 or L2 between the output and its target,
    weighted per sample by min-SNR (see :func:`min_snr_weight`), + the variational-bound term with a
    stop-gradient on the mean when sigma is learned (improved DDPM's hybrid loss, λ = 0.001 on the
-   full bound, i.e. ``T/1000`` on the per-step term) + ``rho`` × LPIPS(VGG) between the crop and the
+   full bound, i.e. ``N/1000`` on the per-step term of an N-step schedule) + ``rho`` × LPIPS(VGG) between the crop and the
    clamped x0 prediction.
 
 AdamW, gradient clipping, EMA weights (what :func:`bench.diffusion.model.load_decoder` returns),
@@ -433,7 +436,7 @@ def train_decoder(
     if partial.is_file():
         _resume(partial, run, meta)
         log.info("resuming %s from step %d", partial, run.step)
-    schedule = model.noise_schedule(respacing=None)
+    schedule = model.noise_schedule()
     batches = _batches(images, cfg, skip=run.step)
     with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar:
         while run.step < cfg.steps:
