@@ -89,9 +89,15 @@ def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int
 
 
 def check_decoder_matches_codec(model: DiffusionDecoder, codec: MSHCodec, checkpoint: str | os.PathLike) -> None:
-    """The decoder must have been trained on the latents of the codec that wrote the bitstreams."""
+    """The decoder must have been trained on the latents of the codec that wrote the bitstreams; a
+    checkpoint that does not record that codec's weights hash cannot show it and is refused."""
     trained_on = model.checkpoint_info.get("msh", {}).get("weights_hash")
-    if trained_on is not None and trained_on != codec.weights_hash:
+    if trained_on is None:
+        raise BenchError(
+            f"decoder {checkpoint} records no MSH weights hash, so it cannot be matched to the bitstreams' codec "
+            f"(weights {codec.weights_hash}); use a checkpoint written by `python -m bench train-decoder`"
+        )
+    if trained_on != codec.weights_hash:
         raise BenchError(
             f"decoder {checkpoint} was trained on MSH weights {trained_on}, but the bitstreams come from MSH weights "
             f"{codec.weights_hash} (quality {codec.quality}); use the decoder checkpoint of that codec"

@@ -48,7 +48,7 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state
+from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state, state_dict_hash
 
 log = logging.getLogger(__name__)
 
@@ -299,14 +299,17 @@ class EMA:
 
 
 def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[str, Tensor], **fields: Any) -> None:
-    """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``."""
+    """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``,
+    and the EMA weights' ``state_dict_hash``, which :func:`~bench.diffusion.model.load_decoder` checks."""
+    ema = {k: v.detach().cpu() for k, v in weights.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
         "code_version": code_version(),
         **fields,
-        "ema": {k: v.detach().cpu() for k, v in weights.items()},
+        "weights_hash": state_dict_hash(ema),
+        "ema": ema,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
