@@ -73,6 +73,11 @@ class DecodeJob:
         return out / FOLDER_RECORD if self.folder else out.with_suffix(".json")
 
 
+def seed_outputs(dst: str | os.PathLike, seeds: Sequence[int]) -> dict[int, Path]:
+    """The output of each seed: ``dst`` with ``{seed}`` filled in."""
+    return {seed: Path(str(dst).replace(SEED_FIELD, str(seed))) for seed in seeds}
+
+
 def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int]) -> DecodeJob:
     """Resolve inputs and per-seed outputs; several seeds need ``{seed}`` in ``dst``."""
     seeds = check_seeds(seeds)
@@ -81,7 +86,7 @@ def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int
     dst = str(dst)
     if len(seeds) > 1 and SEED_FIELD not in dst:
         raise BenchError(f"several seeds {seeds} need '{SEED_FIELD}' in the output path (e.g. out/ddpm-k100-s{{seed}}), got {dst}")
-    outputs = {seed: Path(dst.replace(SEED_FIELD, str(seed))) for seed in seeds}
+    outputs = seed_outputs(dst, seeds)
     folder = Path(src).is_dir()
     if not folder and any(out.is_dir() for out in outputs.values()):
         raise BenchError(f"input {src} is one bitstream, so the output must be a PNG file path, not a folder ({dst})")
