@@ -325,11 +325,23 @@ class SamplingPlan:
     def start_index(self, timesteps: torch.Tensor) -> int:
         """Index into the scheduler's ``timesteps`` of the first step run: the first at or below model
         time t0·(T-1). ``len(timesteps)`` (no step) for t0 = 0; 0 for t0 = 1 (the chain starts at T-1).
+
+        DPM-Solver++'s timesteps stop short of 0 (its last step jumps to sigma 0): a t0 below its last
+        timestep has no step to start from and is a BenchError naming the smallest t0 that has one.
         """
         if self.knobs.t0 == 0.0:
             return len(timesteps)
-        below = self.schedule.to_model_time(timesteps) <= self.knobs.t0 * (self.train_timesteps - 1)
-        return int(torch.nonzero(below)[0])
+        model_times = self.schedule.to_model_time(timesteps)
+        below = torch.nonzero(model_times <= self.knobs.t0 * (self.train_timesteps - 1))
+        if len(below) == 0:
+            last, top = int(model_times[-1]), self.train_timesteps - 1
+            smallest = math.ceil(last / top * 1e4) / 1e4
+            raise BenchError(
+                f"'t0'={self.knobs.t0:g} is below the last timestep of sampler {self.spec.name!r} at {self.steps} "
+                f"steps (model time {last} of {top}), so no step could start there; use t0 >= {smallest:g}, more "
+                "steps, or t0 = 0 for the MSH reconstruction itself"
+            )
+        return int(below[0])
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description: sampler, steps, eta, knobs, clipping, full scheduler config, timesteps."""
@@ -388,7 +400,8 @@ def plan_sampling(
     plan = SamplingPlan(
         spec=spec, steps=steps, eta=float(eta), options=options, train_timesteps=full.num_steps, knobs=knobs
     )
-    plan.scheduler()  # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps
+    # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps or start at t0
+    plan.start_index(plan.scheduler().timesteps.long())
     return plan
 
 
