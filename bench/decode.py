@@ -8,27 +8,31 @@ Every decoder reads the same MSH containers, so the MSH weights (``--checkpoint 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from bench.codec.commands import add_codec_arguments
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
 from bench.points import SAMPLER_NAMES
-from bench.utils import BenchError, atomic_path, device_description, resolve_device
+from bench.utils import BenchError, atomic_path, device_description, output_lock, resolve_device
 
 
 @dataclass(frozen=True)
 class Decoder:
-    """A named decoder: how it extends the ``decode`` parser and how it runs."""
+    """A named decoder: how it extends the ``decode`` parser, how it runs, and what it writes (the
+    outputs a run locks)."""
 
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     help: str = ""
+    outputs: Callable[[argparse.Namespace], list[Path]] = lambda args: [Path(args.output)]
 
 
 def _run_msh(args: argparse.Namespace) -> int:
@@ -79,12 +83,19 @@ def _run_diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diffusion_outputs(args: argparse.Namespace) -> list[Path]:
+    from bench.diffusion.decode import seed_outputs
+
+    return list(seed_outputs(args.output, args.seeds).values())
+
+
 DECODERS: dict[str, Decoder] = {
     "msh": Decoder(run=_run_msh, help="the codec's own synthesis transform g_s (MSE-optimised)"),
     "diffusion": Decoder(
         run=_run_diffusion,
         add_arguments=_add_diffusion_arguments,
         help="the conditional diffusion decoder, sampled with --sampler/--steps/--eta/--seed",
+        outputs=_diffusion_outputs,
     ),
 }
 
@@ -115,10 +126,16 @@ def write_record(args: argparse.Namespace, seconds: float) -> None:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    """Run the decoder holding the lock of every output (in sorted order, so two decodes with
+    overlapping outputs cannot each hold a part): a second decode into a held output stops at once."""
     start = time.perf_counter()
-    status = DECODERS[args.decoder].run(args)
-    if args.record:
-        write_record(args, time.perf_counter() - start)
+    decoder = DECODERS[args.decoder]
+    with contextlib.ExitStack() as locks:
+        for output in sorted(set(decoder.outputs(args))):
+            locks.enter_context(output_lock(output, "decode"))
+        status = decoder.run(args)
+        if args.record:
+            write_record(args, time.perf_counter() - start)
     return status
 
 

@@ -55,6 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import diffusers
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
@@ -135,17 +136,24 @@ def _common_kwargs(opts: SchedulerOptions) -> dict[str, Any]:
     }
 
 
-def _exact_alphas(scheduler: SchedulerMixin, schedule: NoiseSchedule) -> SchedulerMixin:
-    """Give ``scheduler`` the schedule's float64 alphas_cumprod, rounded to float32 once.
+def _exact_tables(scheduler: SchedulerMixin, betas: torch.Tensor, alphas_cumprod: torch.Tensor) -> SchedulerMixin:
+    """Give ``scheduler`` float64 ``betas`` and ``alphas_cumprod``, each rounded to float32 once.
 
     diffusers stores ``trained_betas`` in float32 and multiplies them up again. The last beta of a
     respaced cosine schedule is 1 - 2e-8 (K=5 of 1000), which float32 rounds to 1: abar becomes 0
     and the eps-to-x0 conversion divides by zero (NaN). Rounding abar itself keeps it at 2.4e-9.
-    ``step``, ``add_noise`` and ``set_timesteps`` read only these tables.
+    ``step``, ``add_noise`` and ``set_timesteps`` read only these tables (and DPM-Solver the alpha,
+    sigma and log-SNR tables its ``__init__`` caches, derived here from the same abar). The record
+    keeps both float64 tables, so :func:`rebuild_scheduler` gets these exact numbers back.
     """
-    scheduler.betas = schedule.betas.float()
-    scheduler.alphas = (1.0 - schedule.betas).float()
-    scheduler.alphas_cumprod = schedule.alphas_cumprod.float()
+    scheduler.betas = betas.float()
+    scheduler.alphas = (1.0 - betas).float()
+    scheduler.alphas_cumprod = alphas_cumprod.float()
+    if isinstance(scheduler, DPMSolverMultistepScheduler):
+        scheduler.alpha_t = alphas_cumprod.sqrt().float()
+        scheduler.sigma_t = (1.0 - alphas_cumprod).sqrt().float()
+        scheduler.lambda_t = (0.5 * torch.log(alphas_cumprod / (1.0 - alphas_cumprod))).float()
+        scheduler.sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt().float()
     return scheduler
 
 
@@ -156,7 +164,7 @@ def _build_ddpm(opts: SchedulerOptions) -> SchedulerMixin:
         clip_sample=opts.clip,
         clip_sample_range=1.0,
     )
-    return _exact_alphas(scheduler, opts.schedule)
+    return _exact_tables(scheduler, opts.schedule.betas, opts.schedule.alphas_cumprod)
 
 
 def _build_ddim(opts: SchedulerOptions) -> SchedulerMixin:
@@ -166,7 +174,7 @@ def _build_ddim(opts: SchedulerOptions) -> SchedulerMixin:
         clip_sample_range=1.0,
         set_alpha_to_one=True,  # the last step lands on x0 (abar = 1), as improved-diffusion's DDIM
     )
-    return _exact_alphas(scheduler, opts.schedule)
+    return _exact_tables(scheduler, opts.schedule.betas, opts.schedule.alphas_cumprod)
 
 
 def _build_dpmpp(opts: SchedulerOptions) -> SchedulerMixin:
@@ -184,14 +192,7 @@ def _build_dpmpp(opts: SchedulerOptions) -> SchedulerMixin:
         dynamic_thresholding_ratio=0.995,
         sample_max_value=1.0,  # threshold s clamped to [1, 1]: plain clamping of x0 to [-1, 1]
     )
-    _exact_alphas(scheduler, opts.schedule)
-    # DPM-Solver also caches alpha, sigma and log-SNR tables at construction (as its __init__ does).
-    abar = opts.schedule.alphas_cumprod
-    scheduler.alpha_t = abar.sqrt().float()
-    scheduler.sigma_t = (1.0 - abar).sqrt().float()
-    scheduler.lambda_t = (0.5 * torch.log(abar / (1.0 - abar))).float()
-    scheduler.sigmas = ((1.0 - abar) / abar).sqrt().float()
-    return scheduler
+    return _exact_tables(scheduler, opts.schedule.betas, opts.schedule.alphas_cumprod)
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -325,11 +326,23 @@ class SamplingPlan:
     def start_index(self, timesteps: torch.Tensor) -> int:
         """Index into the scheduler's ``timesteps`` of the first step run: the first at or below model
         time t0·(T-1). ``len(timesteps)`` (no step) for t0 = 0; 0 for t0 = 1 (the chain starts at T-1).
+
+        DPM-Solver++'s timesteps stop short of 0 (its last step jumps to sigma 0): a t0 below its last
+        timestep has no step to start from and is a BenchError naming the smallest t0 that has one.
         """
         if self.knobs.t0 == 0.0:
             return len(timesteps)
-        below = self.schedule.to_model_time(timesteps) <= self.knobs.t0 * (self.train_timesteps - 1)
-        return int(torch.nonzero(below)[0])
+        model_times = self.schedule.to_model_time(timesteps)
+        below = torch.nonzero(model_times <= self.knobs.t0 * (self.train_timesteps - 1))
+        if len(below) == 0:
+            last, top = int(model_times[-1]), self.train_timesteps - 1
+            smallest = math.ceil(last / top * 1e4) / 1e4
+            raise BenchError(
+                f"'t0'={self.knobs.t0:g} is below the last timestep of sampler {self.spec.name!r} at {self.steps} "
+                f"steps (model time {last} of {top}), so no step could start there; use t0 >= {smallest:g}, more "
+                "steps, or t0 = 0 for the MSH reconstruction itself"
+            )
+        return int(below[0])
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description: sampler, steps, eta, knobs, clipping, full scheduler config, timesteps."""
@@ -346,6 +359,8 @@ class SamplingPlan:
             "learn_sigma": self.options.learn_sigma,
             "respaced": self.spec.respaced,
             "scheduler": json.loads(scheduler.to_json_string()),
+            # with the config's trained_betas, what rebuild_scheduler needs (from_config alone recomputes it in float32)
+            "alphas_cumprod": self.schedule.alphas_cumprod.tolist(),
             "scheduler_timesteps": timesteps.tolist(),
             "model_timesteps": model_timesteps,
             "t0": self.knobs.t0,
@@ -356,6 +371,26 @@ class SamplingPlan:
             # per image and reconstruction: every step run, times the guidance branches, times N samples
             "network_evaluations": (len(model_timesteps) - start) * self.knobs.evaluations_per_step * self.knobs.n_avg,
         }
+
+
+def rebuild_scheduler(sampling: dict[str, Any]) -> SchedulerMixin:
+    """The scheduler a decode ran, with its timesteps set, from the ``sampling`` section of its record.
+
+    diffusers' ``from_config`` of the recorded config alone does not give it back: it recomputes
+    alphas_cumprod in float32 from the betas (DDIM-10 on a 4000-step cosine schedule then has abar = 0
+    at its first step). The recorded float64 ``trained_betas`` and ``alphas_cumprod`` are set on top.
+    """
+    config = sampling["scheduler"]
+    cls = getattr(diffusers, config["_class_name"], None)
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise BenchError(f"the record names scheduler {config['_class_name']!r}, unknown to diffusers {diffusers.__version__}")
+    scheduler = _exact_tables(
+        cls.from_config(config),
+        torch.tensor(config["trained_betas"], dtype=torch.float64),
+        torch.tensor(sampling["alphas_cumprod"], dtype=torch.float64),
+    )
+    scheduler.set_timesteps(sampling["steps"])
+    return scheduler
 
 
 def plan_sampling(
@@ -388,7 +423,8 @@ def plan_sampling(
     plan = SamplingPlan(
         spec=spec, steps=steps, eta=float(eta), options=options, train_timesteps=full.num_steps, knobs=knobs
     )
-    plan.scheduler()  # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps
+    # fail now, not mid-decode, if the scheduler cannot place K distinct timesteps or start at t0
+    plan.start_index(plan.scheduler().timesteps.long())
     return plan
 
 

@@ -7,10 +7,14 @@ never leaves a half-written result where a later step (or a reader) would take i
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import functools
 import hashlib
+import logging
 import os
 import random
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class BenchError(RuntimeError):
@@ -53,6 +59,94 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of ``target``: ``.NAME.lock`` beside it, never inside a folder output (Snakemake
+    owns that folder, and readers of its files must not meet the lock)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+
+
+def _flock(fd: int) -> bool | None:
+    """Take an exclusive flock on ``fd`` without waiting: True, False when another process holds it,
+    None when the filesystem has no flock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as err:
+        if err.errno in _NO_FLOCK:
+            return None
+        raise
+    return True
+
+
+def _holder(fd: int) -> tuple[int, str] | None:
+    """(PID, host) written in a lock file, or None when it holds none."""
+    fields = os.pread(fd, 512, 0).decode(errors="replace").split()
+    return (int(fields[0]), fields[1]) if len(fields) == 2 and fields[0].isdigit() else None
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a releasing holder may have removed it meanwhile)."""
+    try:
+        return os.fstat(fd).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold ``target``'s lock file (:func:`lock_path`) while the block writes ``target``.
+
+    The lock is an ``flock`` on a file holding the holder's ``PID HOST``. The kernel drops it when its
+    process dies, however it dies, so a lock file left behind is stale: it is taken over with a
+    warning. A held lock is a BenchError naming ``target``, the holder and the lock file. Where the
+    filesystem has no flock the recorded PID decides (held: alive on this host, or on another host).
+    The lock file is removed when the block ends.
+    """
+    lock = lock_path(target)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, _DEFAULT_MODE)
+        taken = _flock(fd)
+        holder = _holder(fd)
+        if taken is None:
+            taken = holder is None or (holder[1] == socket.gethostname() and not _pid_alive(holder[0]))
+        if not taken:
+            os.close(fd)
+            pid, host = holder or ("?", "?")
+            raise BenchError(
+                f"{target} is being written by another {command} (PID {pid} on {host}); wait for it to finish "
+                f"or write elsewhere (if that process is gone, delete {lock})"
+            )
+        if _is_file_at(fd, lock):
+            break
+        os.close(fd)
+    if holder is not None:
+        log.warning("took over the stale lock %s of %s PID %s on %s, which is gone", lock, command, *holder)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def short_list(names: Sequence[str], limit: int = 10) -> str:

@@ -22,11 +22,13 @@ from bench.config import load_config
 from bench.data import list_images
 from bench.diffusion import train
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
+from bench.diffusion.schedule import make_schedule
 from bench.diffusion.train import (
     VGG_WEIGHTS,
     DecoderTrainConfig,
     TrainBatch,
     diffusion_loss,
+    min_snr_weight,
     partial_path,
     perceptual_loss,
     prepare_batch,
@@ -87,6 +89,28 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------- loss terms
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weight_is_the_x0_space_weight_in_the_target_space(prediction_type: str, loss: str) -> None:
+    """Numerically: the weighted loss on a target equals w times the same loss on the x0 estimate that
+    the prediction implies (``predict_x0``), w = min(SNR, γ) for eps, clamp(SNR, 1, γ) otherwise, for
+    t across the whole schedule (SNR from ~1e4 to ~1e-8, so both clamps act)."""
+    schedule, gamma = make_schedule("cosine", 1000, None), 5.0
+    generator = torch.Generator().manual_seed(0)
+    t = torch.tensor([0, 10, 100, 300, 500, 700, 900, 999])
+    shape = (len(t), 3, 4, 4)
+    x0, noise, error = (torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(3))
+    x_t = schedule.q_sample(x0, t, noise).double()
+    target = schedule.target(prediction_type, x0, noise, t).double()
+    x0_hat = schedule.predict_x0(prediction_type, target + error, x_t, t).double()
+    power = {"l1": 1, "l2": 2}[loss]
+    snr = schedule.snr(t).double()
+    w = snr.clamp(max=gamma) if prediction_type == "epsilon" else snr.clamp(min=1.0, max=gamma)
+    in_target_space = min_snr_weight(snr, prediction_type, gamma, loss) * error.abs().pow(power).flatten(1).mean(1)
+    in_x0_space = w * (x0_hat - x0).abs().pow(power).flatten(1).mean(1)
+    torch.testing.assert_close(in_target_space, in_x0_space, rtol=1e-4, atol=0)
 
 
 def test_uncond_mask_drops_the_expected_fraction() -> None:

@@ -30,7 +30,7 @@ from torch import nn
 from bench.diffusion.model import Condition, DecoderConfig
 from bench.diffusion.schedule import NoiseSchedule, make_schedule
 from bench.points import SAMPLER_NAMES, SAMPLERS_WITH_ETA
-from bench.samplers import SAMPLERS, plan_sampling, sample
+from bench.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
 from bench.utils import BenchError
 
 S = 0.3  # data standard deviation
@@ -249,20 +249,28 @@ def test_respaced_chain_must_start_at_pure_noise() -> None:
 
 @pytest.mark.parametrize("sampler, cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler),
                                           ("dpmpp", DPMSolverMultistepScheduler)])
-def test_record_rebuilds_the_scheduler(sampler: str, cls: type) -> None:
-    """The JSON record holds the full scheduler config: diffusers rebuilds the same timesteps from it."""
-    model = AnalyticDecoder("v_prediction", learn_sigma=True)
-    plan = plan_sampling(model, sampler=sampler, steps=8, clip=True)
+@pytest.mark.parametrize("train_timesteps, steps", [(1000, 8), (4000, 10)])
+def test_record_rebuilds_the_scheduler(sampler: str, cls: type, train_timesteps: int, steps: int) -> None:
+    """The JSON record rebuilds the scheduler that ran: same timesteps, same float32 tables, same step
+    output. (diffusers' from_config alone recomputes abar in float32: on T=4000, DDIM-10's first step
+    gets abar = 0 instead of 1.5e-10.)"""
+    model = AnalyticDecoder("epsilon", train_timesteps=train_timesteps)
+    plan = plan_sampling(model, sampler=sampler, steps=steps, clip=True)
     record = json.loads(json.dumps(plan.record()))
-    assert record["sampler"] == sampler and record["steps"] == 8 and record["clip_denoised"] is True
+    assert record["sampler"] == sampler and record["steps"] == steps and record["clip_denoised"] is True
     assert record["scheduler"]["_class_name"] == cls.__name__
-    assert record["scheduler"]["prediction_type"] == "v_prediction"
-    rebuilt = cls.from_config(record["scheduler"])
-    rebuilt.set_timesteps(8)
-    assert rebuilt.timesteps.tolist() == record["scheduler_timesteps"]
-    schedule = plan.schedule
-    assert record["model_timesteps"] == schedule.timestep_map[record["scheduler_timesteps"]].tolist()
-    assert record["network_evaluations"] == 8
+    ran, rebuilt = plan.scheduler(), rebuild_scheduler(record)
+    assert rebuilt.timesteps.tolist() == ran.timesteps.tolist() == record["scheduler_timesteps"]
+    tables = ["betas", "alphas", "alphas_cumprod"] + (["alpha_t", "sigma_t", "lambda_t", "sigmas"] if sampler == "dpmpp" else [])
+    for name in tables:
+        assert torch.equal(getattr(rebuilt, name), getattr(ran, name)), name
+    t = int(ran.timesteps[0])
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    steps_out = [s.step(eps, t, x, generator=torch.Generator().manual_seed(2)).prev_sample for s in (ran, rebuilt)]
+    assert torch.equal(*steps_out) and steps_out[0].isfinite().all()
+    assert record["model_timesteps"] == plan.schedule.timestep_map[record["scheduler_timesteps"]].tolist()
+    assert record["network_evaluations"] == steps
     if SAMPLERS[sampler].respaced:  # respaced chains start at the pure-noise end
         assert record["model_timesteps"][0] == model.config.train_timesteps - 1
 

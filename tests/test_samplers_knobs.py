@@ -11,11 +11,12 @@ exact recursion ``expected_output``.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
-from bench.samplers import Knobs, plan_sampling, sample
+from bench.samplers import AVERAGING_STRIDE, Knobs, plan_sampling, sample
 from bench.utils import BenchError
 from tests.test_samplers import MUS, SEEDS, S, Z_SE, AnalyticDecoder, conditioning, expected_output
 
@@ -30,8 +31,13 @@ def run(model: AnalyticDecoder, sampler: str, steps: int, *, mus: tuple[float, .
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp"])
 def test_guidance_one_and_zero_are_the_conditional_and_unconditional_models(sampler: str) -> None:
+    """w = 1 and w = 0 take one-branch shortcuts; each must be the two-branch ``u + w (c - u)`` at that
+    w (taken 1e-6 away, so the general path runs; the shortcuts' outputs differ from the other branch's
+    by |mu| >= 0.2), and w = 0 is the model on zeroed conditioning."""
     model = AnalyticDecoder("sample")
-    assert torch.equal(run(model, sampler, 10, guidance=1.0), run(model, sampler, 10))
+    for w in (1.0, 0.0):
+        torch.testing.assert_close(run(model, sampler, 10, guidance=w), run(model, sampler, 10, guidance=w + 1e-6),
+                                   rtol=0, atol=1e-4)  # fmt: skip
     assert torch.equal(run(model, sampler, 10, guidance=0.0), run(model, sampler, 10, mus=(0.0,) * len(MUS)))
 
 
@@ -59,9 +65,13 @@ def test_sample_averaging_divides_the_variance_by_n() -> None:
 
 
 def test_the_first_averaged_sample_is_the_plain_sample() -> None:
-    """Averaging N = 1 is the plain decode, and seed s's sample is the first of its N (nested curves)."""
+    """Seed s's plain sample is the first of its N averaged ones (so curves over N are nested) and the
+    others are the plain samples of seeds s + j·AVERAGING_STRIDE, which no small seed reaches."""
     model = AnalyticDecoder("epsilon")
-    assert torch.equal(run(model, "ddpm", 5, n_avg=1), run(model, "ddpm", 5))
+    plain = run(model, "ddpm", 5, seeds=SEEDS)
+    second = run(model, "ddpm", 5, seeds=[seed + AVERAGING_STRIDE for seed in SEEDS])
+    torch.testing.assert_close(run(model, "ddpm", 5, seeds=SEEDS, n_avg=2), (plain + second) / 2, rtol=0, atol=1e-6)
+    assert not torch.allclose(plain, second, atol=0.1)  # the two samples of a seed differ
 
 
 def test_start_level_zero_returns_the_start_image_and_one_ignores_it() -> None:
@@ -112,3 +122,17 @@ def test_guidance_needs_a_decoder_trained_with_conditioning_dropout() -> None:
     with pytest.raises(BenchError, match="'guidance'.*p_uncond"):
         plan_sampling(model, sampler="ddim", steps=4, clip=True, knobs=Knobs(guidance=2.0))
     plan_sampling(model, sampler="ddim", steps=4, clip=True, knobs=Knobs(guidance=1.0))
+
+
+@pytest.mark.parametrize("steps", [10, 20])
+def test_dpmpp_start_level_below_its_last_timestep_is_refused(steps: int) -> None:
+    """DPM-Solver++'s K timesteps end at about T/K (then a jump to sigma 0): a t0 below that has no
+    step to start from (it raised IndexError); the message names the smallest t0 that works, and it does."""
+    model = AnalyticDecoder("sample")
+    with pytest.raises(BenchError, match=r"'t0'=0.01 is below the last timestep .* use t0 >= ([\d.]+)") as info:
+        plan_sampling(model, sampler="dpmpp", steps=steps, clip=True, knobs=Knobs(t0=0.01))
+    smallest = float(re.search(r"t0 >= ([\d.]+)", str(info.value)).group(1))
+    x_start = torch.zeros(len(MUS), 3, 16 * LATENT, 16 * LATENT)
+    out = run(model, "dpmpp", steps, x_start=x_start, t0=smallest)
+    record = plan_sampling(model, sampler="dpmpp", steps=steps, clip=True, knobs=Knobs(t0=smallest)).record()
+    assert record["steps_run"] == 1 and out.isfinite().all()

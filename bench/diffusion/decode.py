@@ -73,6 +73,11 @@ class DecodeJob:
         return out / FOLDER_RECORD if self.folder else out.with_suffix(".json")
 
 
+def seed_outputs(dst: str | os.PathLike, seeds: Sequence[int]) -> dict[int, Path]:
+    """The output of each seed: ``dst`` with ``{seed}`` filled in."""
+    return {seed: Path(str(dst).replace(SEED_FIELD, str(seed))) for seed in seeds}
+
+
 def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int]) -> DecodeJob:
     """Resolve inputs and per-seed outputs; several seeds need ``{seed}`` in ``dst``."""
     seeds = check_seeds(seeds)
@@ -81,7 +86,7 @@ def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int
     dst = str(dst)
     if len(seeds) > 1 and SEED_FIELD not in dst:
         raise BenchError(f"several seeds {seeds} need '{SEED_FIELD}' in the output path (e.g. out/ddpm-k100-s{{seed}}), got {dst}")
-    outputs = {seed: Path(dst.replace(SEED_FIELD, str(seed))) for seed in seeds}
+    outputs = seed_outputs(dst, seeds)
     folder = Path(src).is_dir()
     if not folder and any(out.is_dir() for out in outputs.values()):
         raise BenchError(f"input {src} is one bitstream, so the output must be a PNG file path, not a folder ({dst})")
@@ -89,9 +94,15 @@ def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int
 
 
 def check_decoder_matches_codec(model: DiffusionDecoder, codec: MSHCodec, checkpoint: str | os.PathLike) -> None:
-    """The decoder must have been trained on the latents of the codec that wrote the bitstreams."""
+    """The decoder must have been trained on the latents of the codec that wrote the bitstreams; a
+    checkpoint that does not record that codec's weights hash cannot show it and is refused."""
     trained_on = model.checkpoint_info.get("msh", {}).get("weights_hash")
-    if trained_on is not None and trained_on != codec.weights_hash:
+    if trained_on is None:
+        raise BenchError(
+            f"decoder {checkpoint} records no MSH weights hash, so it cannot be matched to the bitstreams' codec "
+            f"(weights {codec.weights_hash}); use a checkpoint written by `python -m bench train-decoder`"
+        )
+    if trained_on != codec.weights_hash:
         raise BenchError(
             f"decoder {checkpoint} was trained on MSH weights {trained_on}, but the bitstreams come from MSH weights "
             f"{codec.weights_hash} (quality {codec.quality}); use the decoder checkpoint of that codec"

@@ -29,7 +29,7 @@ from bench.utils import BenchError, state_dict_hash
 
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 CHECKPOINT_FORMAT = "rdp-bench-diffusion-decoder"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the EMA weights' state_dict_hash is stored and checked on load
 _DEFAULT_RESPACING = "config"
 
 
@@ -252,8 +252,26 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise BenchError(f"{path} is not an rdp-bench diffusion decoder checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise BenchError(f"{path} has checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}")
+        raise BenchError(
+            f"{path} has checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}; "
+            "retrain it with `python -m bench train-decoder`"
+        )
     return ckpt
+
+
+def check_weights(path: str | Path, ckpt: dict[str, Any]) -> str:
+    """The EMA weights' ``state_dict_hash``, after checking it against the one stored at save time.
+
+    The same hash ties a bitstream to its MSH weights; here it catches a checkpoint whose tensor
+    bytes changed on disk (torch.load does not check them), which would otherwise decode silently.
+    """
+    actual = state_dict_hash(ckpt["ema"])
+    if actual != ckpt.get("weights_hash"):
+        raise BenchError(
+            f"decoder checkpoint {path} is corrupt: its weights hash to {actual}, but it was saved with weights "
+            f"{ckpt.get('weights_hash')}; copy it again or retrain it with `python -m bench train-decoder`"
+        )
+    return actual
 
 
 def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> DiffusionDecoder:
@@ -263,6 +281,7 @@ def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> Diffus
     so that tables can record which decoder produced a row.
     """
     ckpt = read_checkpoint(path)
+    weights_hash = check_weights(path, ckpt)
     model = DiffusionDecoder(DecoderConfig.from_dict(ckpt["config"]))
     try:
         model.load_state_dict(ckpt["ema"])
@@ -270,5 +289,5 @@ def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> Diffus
         raise BenchError(f"decoder checkpoint {path} does not match its own config: {err}") from None
     info_keys = ("step", "rho_effective", "msh", "train", "code_version")
     model.checkpoint_info = {k: ckpt[k] for k in info_keys if k in ckpt}
-    model.checkpoint_info["weights_hash"] = state_dict_hash(ckpt["ema"])
+    model.checkpoint_info["weights_hash"] = weights_hash
     return model.to(device).eval()

@@ -51,7 +51,7 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state
+from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state, state_dict_hash
 
 log = logging.getLogger(__name__)
 
@@ -138,22 +138,25 @@ def perceptual_loss(rho: float, allow_random_backbones: bool) -> tuple[nn.Module
     return net, rho
 
 
-def min_snr_weight(snr: Tensor, prediction_type: str, gamma: float) -> Tensor:
+def min_snr_weight(snr: Tensor, prediction_type: str, gamma: float, loss: str) -> Tensor:
     """Per-sample loss weight from the signal-to-noise ratio (Hang et al. 2023, min-SNR-γ).
 
-    Written as an x0-space weight ``w`` converted to each target's space (an eps error is an x0
-    error scaled by sqrt(SNR), a v error by sqrt(SNR + 1)):
-    - epsilon: w = min(SNR, γ) → weight min(SNR, γ) / SNR;
-    - v_prediction: w = clamp(SNR, 1, γ) → weight clamp(SNR, 1, γ) / (SNR + 1);
+    Written as an x0-space weight ``w`` converted to each target's space. At fixed x_t an eps error is
+    an x0 error times sqrt(SNR) and a v error an x0 error times sqrt(SNR + 1), so a squared (``l2``)
+    loss converts with SNR and SNR + 1, an absolute (``l1``) loss with their square roots
+    (``p`` = 1 for L2, 1/2 for L1):
+    - epsilon: w = min(SNR, γ) → weight min(SNR, γ) / SNR^p;
+    - v_prediction: w = clamp(SNR, 1, γ) → weight clamp(SNR, 1, γ) / (SNR + 1)^p;
     - sample: w = clamp(SNR, 1, γ).
     For the x0 and v targets the x0-space weight is also floored at 1 ("truncated SNR", Salimans &
     Ho 2022): plain min(SNR, γ) vanishes near t = T, exactly where a decoder must learn its
-    one-shot x0 from the bits. For eps a floor would make the weight 1/SNR, unbounded at t = T.
+    one-shot x0 from the bits. For eps a floor would make the weight 1/SNR^p, unbounded at t = T.
     """
+    p = {"l2": 1.0, "l1": 0.5}[loss]
     if prediction_type == "epsilon":
-        return snr.clamp(max=gamma) / snr
+        return snr.clamp(max=gamma) / snr**p
     w = snr.clamp(min=1.0, max=gamma)
-    return w / (snr + 1) if prediction_type == "v_prediction" else w
+    return w / (snr + 1) ** p if prediction_type == "v_prediction" else w
 
 
 def uncond_keep_mask(batch: int, p_uncond: float, generator: torch.Generator) -> Tensor:
@@ -247,7 +250,7 @@ def diffusion_loss(
     err = (pred - target).abs() if cfg.loss == "l1" else (pred - target) ** 2
     per_sample = _per_sample_mean(err, batch.padding)
     if cfg.min_snr_gamma is not None:
-        per_sample = per_sample * min_snr_weight(schedule.snr(t), mcfg.prediction_type, cfg.min_snr_gamma)
+        per_sample = per_sample * min_snr_weight(schedule.snr(t), mcfg.prediction_type, cfg.min_snr_gamma, cfg.loss)
     loss = per_sample.mean()
     stats = {"mse" if cfg.loss == "l2" else "mae": loss.item()}
     x0_pred = schedule.predict_x0(mcfg.prediction_type, pred, x_t, t)
@@ -302,14 +305,17 @@ class EMA:
 
 
 def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[str, Tensor], **fields: Any) -> None:
-    """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``."""
+    """Write a decoder checkpoint atomically: format tag, config dict, EMA weights, metadata ``fields``,
+    and the EMA weights' ``state_dict_hash``, which :func:`~bench.diffusion.model.load_decoder` checks."""
+    ema = {k: v.detach().cpu() for k, v in weights.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
         "code_version": code_version(),
         **fields,
-        "ema": {k: v.detach().cpu() for k, v in weights.items()},
+        "weights_hash": state_dict_hash(ema),
+        "ema": ema,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
