@@ -28,7 +28,7 @@ from bench.metrics.distribution import InceptionFeatures, PatchFID, extract_patc
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, resolve_backbones
 from bench.utils import BenchError
-from bench.weight_files import HASHES_ENV, ZOO_FILES, ZOO_ROOT_URL, hash_problem, registered_hashes
+from bench.weight_files import HASHES_ENV, ZOO_FILES, ZOO_ROOT_URL, hash_problem, registered_hashes, zoo_availability
 from tests.conftest import REPO, write_png
 from tests.weight_files import ZOO_QUALITIES, WeightFiles
 
@@ -265,3 +265,26 @@ def test_a_sha256sum_listing_registers_a_resave(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv(HASHES_ENV, str(listing))
     assert hash_problem(path) is None
     assert list(registered_hashes()) == [path.name]
+
+
+def test_zoo_availability_checks_presence_hash_and_reachability(
+    weight_files: WeightFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weight_files.activate(monkeypatch)
+    assert zoo_availability(ZOO_QUALITIES) is None
+    monkeypatch.setattr("bench.weight_files.ZOO_ROOT_URL", "http://127.0.0.1:9")  # nothing listens: offline
+    assert "mbt2018-mean-6" in zoo_availability([6])  # q6 is not in the fixture
+    path = _unregistered_copy(weight_files, ZOO_FILES[1], tmp_path, monkeypatch)
+    assert str(path) in zoo_availability([1])  # present but not upstream's bytes
+
+
+def test_rho_with_an_unregistered_vgg_file_is_refused_or_falls_back(
+    weight_files: WeightFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bench.diffusion.train import perceptual_loss
+
+    path = _unregistered_copy(weight_files, BACKBONES["vgg16"].filename, tmp_path, monkeypatch)
+    with pytest.raises(BenchError, match=rf"rho = 0.9 .*{path}.*397923af"):
+        perceptual_loss(0.9, allow_random_backbones=False)
+    assert perceptual_loss(0.9, allow_random_backbones=True) == (None, 0.0)
+    assert "effective rho = 0" in caplog.text and str(path) in caplog.text

@@ -138,3 +138,13 @@ def real_weights(weight_files: WeightFiles, monkeypatch: pytest.MonkeyPatch) -> 
     """The stand-in files, active in this test's environment (``TORCH_HOME``, ``BENCH_WEIGHT_HASHES``)."""
     weight_files.activate(monkeypatch)
     return weight_files
+
+
+def register_hashes(monkeypatch: pytest.MonkeyPatch, listing: Path, *files: Path) -> None:
+    """Register ``files`` as deliberate re-saves: a ``sha256sum`` listing named by ``$BENCH_WEIGHT_HASHES``."""
+    lines = []
+    for path in files:
+        with open(path, "rb") as f:
+            lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {path.name}\n")
+    listing.write_text("".join(lines))
+    monkeypatch.setenv(HASHES_ENV, str(listing))
