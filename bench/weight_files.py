@@ -76,7 +76,8 @@ def registered_hashes() -> dict[str, frozenset[str]]:
     try:
         lines = Path(listing).read_text().splitlines()
     except OSError as err:
-        raise _listing_error(f"{HASHES_ENV}={listing} cannot be read ({err.strerror}); fix or unset it") from None
+        message = f"{HASHES_ENV}={listing} cannot be read ({err.strerror}); fix or unset it"
+        raise _listing_error(message) from None
     hashes: dict[str, set[str]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -146,7 +146,9 @@ def test_local_weights_file_is_used_without_network(empty_torch_home: Path, monk
     features = {f"features.{k}": v for k, v in alexnet(weights=None).features.state_dict().items()}
     torch.save(features, empty_torch_home / BACKBONES["alexnet"].filename)
     # random weights under the upstream name: "real" only once registered as a deliberate re-save
-    register_hashes(monkeypatch, empty_torch_home.parent / "hashes.txt", empty_torch_home / BACKBONES["alexnet"].filename)
+    register_hashes(
+        monkeypatch, empty_torch_home.parent / "hashes.txt", empty_torch_home / BACKBONES["alexnet"].filename
+    )
     resolved = resolve_backbones(["alexnet"], allow_random=False, download=False)["alexnet"]
     assert resolved.provenance == "real"
     network = LPIPS(resolved)

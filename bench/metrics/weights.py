@@ -7,11 +7,13 @@ by an earlier download or by a shared cache is found without a network. The smal
 that ship inside the pip packages (LPIPS's linear layers, DISTS's alpha/beta) are read from the
 installed package and need no resolution.
 
-Resolution order for each backbone: the local file → a download from the upstream URL (bounded by a
+Resolution order for each backbone: the local file (used only when its sha256 is upstream's, see
+:mod:`bench.weight_files`) → a download from the upstream URL (bounded by a
 timeout, so an offline machine fails in milliseconds instead of hanging) → seeded random-init weights,
 only when the caller allows it. Random-init metrics still exercise every line of the plumbing, but
 their values mean nothing perceptually; they are labelled ``random-init`` in every table. When random
-init is not allowed, one :class:`BenchError` lists every missing file and the folder to put it in.
+init is not allowed, one :class:`BenchError` lists every missing or foreign file and the folder to put
+it in.
 
 The libraries are never asked to fetch anything themselves: the wrappers in
 :mod:`bench.metrics.perceptual` and :mod:`bench.metrics.distribution` build the networks empty and
@@ -38,6 +40,7 @@ from bench.weight_files import hash_problem, name_hash
 logger = logging.getLogger(__name__)
 
 Provenance = Literal["real", "random-init"]
+
 
 class RandomBackboneWarning(UserWarning):
     """A metric runs with random-init weights: its numbers test plumbing, not perception."""
@@ -146,7 +149,8 @@ def resolve_backbones(
             except OSError as err:
                 logger.info("could not download %s: %s", backbone.filename, err)
         if not path.is_file():
-            unusable[name] = (backbone, f"{backbone.filename} (for {backbone.used_by}, from {backbone.url}) is not in {folder}")
+            reason = f"{backbone.filename} (for {backbone.used_by}, from {backbone.url}) is not in {folder}"
+            unusable[name] = (backbone, reason)
         elif (problem := hash_problem(path)) is not None:
             unusable[name] = (backbone, f"{problem} (for {backbone.used_by})")
         else:
@@ -154,9 +158,9 @@ def resolve_backbones(
     if unusable and not allow_random:
         listing = "; ".join(reason for _, reason in unusable.values())
         raise BenchError(
-            f"metric backbone weights unusable: {listing}. Put the upstream files in {folder} "
-            "(set TORCH_HOME to choose the folder), or pass --allow-random-backbones / set allow_random_backbones: "
-            "true to run with random weights (values then mean nothing perceptually)"
+            f"metric backbone weights unusable: {listing}. Put the upstream files in {folder} (set TORCH_HOME "
+            "to choose the folder), or pass --allow-random-backbones / set allow_random_backbones: true to run "
+            "with random weights (values then mean nothing perceptually)"
         )
     for name, (backbone, reason) in unusable.items():
         warnings.warn(
