@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from bench.weight_files import ZOO_FILES
 from tests.conftest import write_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,10 +116,16 @@ def _dry_run_rules(config: Path, workdir: Path) -> tuple[dict[str, int], str]:
 def test_msh_source_auto_uses_the_zoo_files_when_present(
     real_weights, tmp_path: Path  # noqa: ANN001 (tests.weight_files.WeightFiles)
 ) -> None:
-    """The default config's auto with the zoo files in $TORCH_HOME: exported, not trained; the CI
-    config keeps `source: train` (its regression does not depend on what $TORCH_HOME holds)."""
+    """The default config's auto with the zoo files in $TORCH_HOME: exported (the job reads the
+    zoo-format file), not trained; the CI config keeps `source: train` (its regression does not
+    depend on what $TORCH_HOME holds)."""
     jobs, output = _dry_run_rules(REPO / "configs" / "default.yaml", tmp_path / "default")
     assert "train_msh" not in jobs and jobs["export_msh"] == 3 and "TRAINING a small MSH" not in output
+    result = _snakemake("models/msh/q1.pt", "--cores", "1", "--configfile", str(REPO / "configs" / "default.yaml"),
+                        "--directory", str(tmp_path / "default"), "--snakefile", str(REPO / "Snakefile"))
+    assert result.returncode == 0, result.stdout + result.stderr  # the job itself reads the zoo-format file
+    saved = torch.load(tmp_path / "default" / "models" / "msh" / "q1.pt", map_location="cpu", weights_only=True)
+    assert saved["source"] == "compressai-zoo" and saved["zoo_file"] == ZOO_FILES[1] and saved["M"] == 192
     jobs, _ = _dry_run_rules(REPO / "configs" / "ci.yaml", tmp_path / "ci")
     assert jobs["train_msh"] == 1 and "export_msh" not in jobs
 

@@ -19,6 +19,7 @@ import importlib.metadata
 import io
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def _states() -> dict[str, object]:
 
 
 def _write(folder: Path) -> None:
+    """Write every stand-in file under ``folder/torch_home`` and their ``sha256sum`` listing."""
     checkpoints = folder / "torch_home" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     lines = []
@@ -120,16 +122,22 @@ def cache_key() -> str:
 
 @pytest.fixture(scope="session")
 def weight_files(request: pytest.FixtureRequest) -> WeightFiles:
-    """The stand-in files, written on the first run into pytest's cache and reused afterwards."""
+    """The stand-in files, written on the first run into pytest's cache and reused afterwards.
+
+    Written into a private temporary folder and renamed into place, so a concurrent session
+    never sees half-written files; folders of an older key (1 GB each) are removed.
+    """
     root = Path(request.config.cache.mkdir("weight-files"))
     folder = root / cache_key()
     if not folder.is_dir():
-        for stale in root.iterdir():  # files of an older key are 1 GB each
+        for stale in root.glob("[0-9a-f]" * 12):
             shutil.rmtree(stale, ignore_errors=True)
-        partial = root / f"{folder.name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=root))
         _write(partial)
-        partial.rename(folder)
+        try:
+            partial.rename(folder)
+        except OSError:  # another session finished first: keep its files
+            shutil.rmtree(partial, ignore_errors=True)
     return WeightFiles(folder / "torch_home", folder / "weight_hashes.txt")
 
 
