@@ -20,6 +20,7 @@ import torch
 
 from bench.codec.commands import add_codec_arguments
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
+from bench.codec.model import load_checkpoint, weights_label, zoo_origin
 from bench.points import SAMPLER_NAMES
 from bench.utils import BenchError, atomic_path, device_description, output_lock, resolve_device
 
@@ -109,8 +110,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def write_record(args: argparse.Namespace, seconds: float) -> None:
     """The decode record the tables read: wall time per image (model loading included), peak memory,
-    and the MSH weights hash of the bitstreams (from their headers)."""
+    and the MSH weights of the bitstreams (the hash in their headers, with the zoo file it came from)."""
     streams = bitstream_paths(args.input)
+    header = read_header(streams[0])
+    meta = zoo_origin(header.quality) if args.pretrained else load_checkpoint(args.checkpoint)[1]
     device = resolve_device(args.device)
     record = {
         "decoder": args.decoder,
@@ -118,7 +121,7 @@ def write_record(args: argparse.Namespace, seconds: float) -> None:
         "seconds": seconds,
         "decode_s_per_image": seconds / len(streams),
         "peak_mem_mb": peak_memory_mb(device),
-        "msh_weights": read_header(streams[0]).weights_hash,
+        "msh_weights": weights_label(header.weights_hash, meta),
         "device": device_description(device),
     }
     with atomic_path(args.record) as tmp:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.ci_workflow import WorkflowRun, snakemake
 from tests.loopback_http import LoopbackServer, serve
+from tests.weight_files import real_weights, weight_files  # noqa: F401 (fixtures: format-exact weights)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -38,6 +38,7 @@ from bench.codec import (
 )
 from bench.codec.model import save_checkpoint, zoo_weights_path
 from bench.utils import BenchError
+from tests.weight_files import register_hashes
 
 
 def tiny_net(seed: int) -> MeanScaleHyperprior:
@@ -234,6 +235,7 @@ def test_pretrained_reads_the_torch_home_cache_without_network(
     cached = zoo_weights_path(2)
     cached.parent.mkdir(parents=True)
     torch.save(tiny_net(0).state_dict(), cached)  # stands in for the zoo file (same format, smaller model)
+    register_hashes(monkeypatch, tmp_path / "hashes.txt", cached)  # a stand-in is "real" only once registered
     loaded = load_codec(2, pretrained=True, device="cpu")
     assert loaded.quality == 2 and loaded.weights_hash == codec.weights_hash
 

@@ -19,6 +19,7 @@ from bench.metrics.fidelity import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, ResolvedBackbone, resolve_backbones
 from bench.utils import BenchError
+from tests.weight_files import register_hashes
 
 
 
@@ -139,11 +140,15 @@ def test_offline_download_fails_fast_not_hangs(empty_torch_home: Path, monkeypat
     assert list(empty_torch_home.glob("*")) == []  # no partial download left behind
 
 
-def test_local_weights_file_is_used_without_network(empty_torch_home: Path) -> None:
+def test_local_weights_file_is_used_without_network(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty_torch_home.mkdir(parents=True)
     torch.manual_seed(0)
     features = {f"features.{k}": v for k, v in alexnet(weights=None).features.state_dict().items()}
     torch.save(features, empty_torch_home / BACKBONES["alexnet"].filename)
+    # random weights under the upstream name: "real" only once registered as a deliberate re-save
+    register_hashes(
+        monkeypatch, empty_torch_home.parent / "hashes.txt", empty_torch_home / BACKBONES["alexnet"].filename
+    )
     resolved = resolve_backbones(["alexnet"], allow_random=False, download=False)["alexnet"]
     assert resolved.provenance == "real"
     network = LPIPS(resolved)
@@ -151,13 +156,18 @@ def test_local_weights_file_is_used_without_network(empty_torch_home: Path) -> N
     torch.testing.assert_close(network.net.net.slice1[0].weight, features["features.0.weight"])
 
 
-def test_foreign_weights_file_is_a_clear_error(empty_torch_home: Path) -> None:
+def test_foreign_weights_file_is_a_clear_error(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty_torch_home.mkdir(parents=True)
-    (empty_torch_home / BACKBONES["vgg16"].filename).write_bytes(b"not a checkpoint")
+    path, listing = empty_torch_home / BACKBONES["vgg16"].filename, empty_torch_home.parent / "hashes.txt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match=f"{path} has sha256 .* not the upstream file's"):
+        resolve_backbones(["vgg16"], allow_random=False, download=False)
+    register_hashes(monkeypatch, listing, path)  # registered, its bytes are still checked when loaded
     resolved = resolve_backbones(["vgg16"], allow_random=False, download=False)["vgg16"]
     with pytest.raises(BenchError, match="cannot read weights file"):
         DISTS(resolved)
-    torch.save({"features.0.weight": torch.zeros(1)}, empty_torch_home / BACKBONES["vgg16"].filename)
+    torch.save({"features.0.weight": torch.zeros(1)}, path)
+    register_hashes(monkeypatch, listing, path)
     with pytest.raises(BenchError, match="does not match the vgg16 network"):
         DISTS(resolved)
 

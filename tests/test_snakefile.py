@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from bench.weight_files import ZOO_FILES
 from tests.conftest import write_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,3 +101,39 @@ def test_a_byo_name_twice_for_one_dataset_is_rejected_naming_the_key(tmp_path: P
                         str(REPO / "Snakefile"))
     assert result.returncode != 0
     assert "'baselines.byo' names 'mine' twice for dataset 'kodak'" in result.stdout + result.stderr
+
+
+def _dry_run_rules(config: Path, workdir: Path) -> tuple[dict[str, int], str]:
+    """Jobs per rule of a dry run (its "Job stats" table), and the whole output."""
+    result = _snakemake("-n", "--configfile", str(config), "--directory", str(workdir), "--snakefile",
+                        str(REPO / "Snakefile"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    stats = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}, output
+
+
+def test_msh_source_auto_uses_the_zoo_files_when_present(
+    real_weights, tmp_path: Path  # noqa: ANN001 (tests.weight_files.WeightFiles)
+) -> None:
+    """The default config's auto with the zoo files in $TORCH_HOME: exported (the job reads the
+    zoo-format file), not trained; the CI config keeps `source: train` (its regression does not
+    depend on what $TORCH_HOME holds)."""
+    jobs, output = _dry_run_rules(REPO / "configs" / "default.yaml", tmp_path / "default")
+    assert "train_msh" not in jobs and jobs["export_msh"] == 3 and "TRAINING a small MSH" not in output
+    result = _snakemake("models/msh/q1.pt", "--cores", "1", "--configfile", str(REPO / "configs" / "default.yaml"),
+                        "--directory", str(tmp_path / "default"), "--snakefile", str(REPO / "Snakefile"))
+    assert result.returncode == 0, result.stdout + result.stderr  # the job itself reads the zoo-format file
+    saved = torch.load(tmp_path / "default" / "models" / "msh" / "q1.pt", map_location="cpu", weights_only=True)
+    assert saved["source"] == "compressai-zoo" and saved["zoo_file"] == ZOO_FILES[1] and saved["M"] == 192
+    jobs, _ = _dry_run_rules(REPO / "configs" / "ci.yaml", tmp_path / "ci")
+    assert jobs["train_msh"] == 1 and "export_msh" not in jobs
+
+
+def test_msh_source_auto_trains_with_one_warning_without_zoo_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    jobs, output = _dry_run_rules(REPO / "configs" / "default.yaml", tmp_path / "default")
+    assert jobs["train_msh"] == 3 and "export_msh" not in jobs
+    assert output.count("TRAINING a small MSH") == 1 and "mbt2018-mean-1-e522738d.pth.tar" in output

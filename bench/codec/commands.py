@@ -9,7 +9,7 @@ import argparse
 from statistics import mean
 
 from bench.codec.files import encode_path
-from bench.codec.model import ZOO_LAMBDAS, load_pretrained, save_checkpoint
+from bench.codec.model import ZOO_LAMBDAS, load_pretrained, save_checkpoint, zoo_origin
 from bench.codec.msh import load_codec
 from bench.codec.train import MSHTrainConfig, train_msh
 from bench.config import load_config, validate_config
@@ -61,7 +61,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     net = load_pretrained(args.quality)
     net.update(force=True)
-    save_checkpoint(args.out, net, quality=args.quality, lmbda=ZOO_LAMBDAS[args.quality], source="compressai-zoo")
+    save_checkpoint(
+        args.out, net, quality=args.quality, lmbda=ZOO_LAMBDAS[args.quality], source="compressai-zoo",
+        **zoo_origin(args.quality),
+    )
     print(f"wrote {args.out} (compressai zoo mbt2018-mean q{args.quality})")
     return 0
 

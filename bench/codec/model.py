@@ -20,6 +20,7 @@ from compressai.zoo.pretrained import load_pretrained as rename_zoo_keys
 
 from bench.download import download, sha256_is
 from bench.utils import BenchError, atomic_path, code_version
+from bench.weight_files import file_sha256, hash_problem
 
 ARCH = "mbt2018-mean"
 QUALITIES = range(1, 9)
@@ -70,6 +71,9 @@ def load_pretrained(quality: int) -> MeanScaleHyperprior:
     The cache is checked first; when the file is missing it is downloaded (with a timeout, and
     checked against the sha256 prefix in its name, torch.hub's convention), and when that fails a
     single BenchError names the URL, the file, the folder, TORCH_HOME and the way out.
+    A cached file must carry the sha256 its name promises (or one registered in
+    ``$BENCH_WEIGHT_HASHES``, see :mod:`bench.weight_files`): other bytes are refused, never
+    passed off as compressai's model.
     """
     path = zoo_weights_path(quality)
     if not path.is_file():
@@ -82,7 +86,27 @@ def load_pretrained(quality: int) -> MeanScaleHyperprior:
             f"(TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}): copy the file there, or train a model "
             f"with `python -m bench train-msh` and pass --checkpoint",
         )
+    problem = hash_problem(path)
+    if problem is not None:
+        raise BenchError(f"compressai zoo weights refused: {problem}")
     return zoo.mbt2018_mean(quality, metric="mse", pretrained=True, progress=False)
+
+
+def zoo_origin(quality: int) -> dict[str, str]:
+    """The zoo file a pretrained model was read from and its sha256 (checkpoint fields of ``export-msh``)."""
+    path = zoo_weights_path(quality)
+    return {"zoo_file": path.name, "zoo_sha256": file_sha256(path)}
+
+
+def weights_label(weights_hash: str, meta: dict[str, Any]) -> str:
+    """The ``msh_weights`` provenance value: the weights hash, prefixed by the zoo file when it came from one.
+
+    A trained-here (or given) checkpoint is its weights hash alone; a zoo export reads
+    ``zoo:FILE:sha256=HEX16:HASH``, so a table row names the published file it measured.
+    """
+    if "zoo_file" not in meta:
+        return weights_hash
+    return f"zoo:{meta['zoo_file']}:sha256={meta['zoo_sha256'][:16]}:{weights_hash}"
 
 
 def load_checkpoint(path: str | os.PathLike, quality: int | None = None) -> tuple[MeanScaleHyperprior, dict[str, Any]]:

@@ -52,6 +52,7 @@ from bench.diffusion.model import (
 )
 from bench.diffusion.schedule import NoiseSchedule
 from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state, state_dict_hash
+from bench.weight_files import hash_problem
 
 log = logging.getLogger(__name__)
 
@@ -111,24 +112,26 @@ def vgg_weights_path() -> Path:
 def perceptual_loss(rho: float, allow_random_backbones: bool) -> tuple[nn.Module | None, float]:
     """LPIPS(VGG) for the ``rho`` term and the rho actually used.
 
-    The VGG weights must already be in ``$TORCH_HOME`` (nothing is downloaded here). Without them a
-    config that forbids random backbones (the paper's) stops with one BenchError naming the file;
-    the others train with rho = 0 and say so loudly. The effective rho goes into the checkpoint.
+    The VGG weights must already be in ``$TORCH_HOME`` (nothing is downloaded here) and be upstream's
+    (sha256 checked, :func:`bench.weight_files.hash_problem`). Without them a config that forbids
+    random backbones (the paper's) stops with one BenchError naming the file; the others train with
+    rho = 0 and say so loudly. The effective rho goes into the checkpoint.
     """
     if rho == 0:
         return None, 0.0
     path = vgg_weights_path()
-    if not path.is_file():
-        where = f"{path.parent} (TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')})"
+    where = f"{path.parent} (TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')})"
+    problem = hash_problem(path) if path.is_file() else f"{VGG_WEIGHTS} is not in {where}"
+    if problem is not None:
         if not allow_random_backbones:
             raise BenchError(
-                f"rho = {rho} needs LPIPS(VGG) weights {VGG_WEIGHTS} in {where}; copy the file there "
-                "or set decoder.train.rho: 0"
+                f"rho = {rho} needs the upstream LPIPS(VGG) weights: {problem}; copy the upstream file "
+                "there or set decoder.train.rho: 0"
             )
         log.warning(
-            "!!! %s not found in %s: training WITHOUT the LPIPS term (effective rho = 0 instead of %s); "
+            "!!! %s: training WITHOUT the LPIPS term (effective rho = 0 instead of %s); "
             "the checkpoint records rho_effective = 0 !!!",
-            VGG_WEIGHTS, where, rho,
+            problem, rho,
         )
         return None, 0.0
     import lpips  # heavy import, only when the term is used

@@ -7,11 +7,13 @@ by an earlier download or by a shared cache is found without a network. The smal
 that ship inside the pip packages (LPIPS's linear layers, DISTS's alpha/beta) are read from the
 installed package and need no resolution.
 
-Resolution order for each backbone: the local file → a download from the upstream URL (bounded by a
+Resolution order for each backbone: the local file (used only when its sha256 is upstream's, see
+:mod:`bench.weight_files`) → a download from the upstream URL (bounded by a
 timeout, so an offline machine fails in milliseconds instead of hanging) → seeded random-init weights,
 only when the caller allows it. Random-init metrics still exercise every line of the plumbing, but
 their values mean nothing perceptually; they are labelled ``random-init`` in every table. When random
-init is not allowed, one :class:`BenchError` lists every missing file and the folder to put it in.
+init is not allowed, one :class:`BenchError` lists every missing or foreign file and the folder to put
+it in.
 
 The libraries are never asked to fetch anything themselves: the wrappers in
 :mod:`bench.metrics.perceptual` and :mod:`bench.metrics.distribution` build the networks empty and
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import urllib.request
 import warnings
 from collections.abc import Iterable
@@ -34,13 +35,11 @@ import torch
 from torch import nn
 
 from bench.utils import BenchError, atomic_path
+from bench.weight_files import hash_problem, name_hash
 
 logger = logging.getLogger(__name__)
 
 Provenance = Literal["real", "random-init"]
-
-# Upstream file names carry the first hex digits of the file's sha256 (torch.hub's convention).
-_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
 
 
 class RandomBackboneWarning(UserWarning):
@@ -63,8 +62,7 @@ class Backbone:
     @property
     def sha256_prefix(self) -> str | None:
         """The hash prefix embedded in the file name, checked after a download."""
-        match = _HASH_IN_NAME.search(self.filename)
-        return match.group(1) if match else None
+        return name_hash(self.filename)
 
 
 def _registry() -> dict[str, Backbone]:
@@ -132,11 +130,14 @@ def resolve_backbones(
 ) -> dict[str, ResolvedBackbone]:
     """Resolve every named backbone to a weights file, or to random init when ``allow_random``.
 
-    All backbones are resolved before anything fails, so one error lists every missing file.
+    A cached file counts only when its sha256 is upstream's (the hash in its name) or registered in
+    ``$BENCH_WEIGHT_HASHES`` (:func:`bench.weight_files.hash_problem`): a file of the right name but
+    other bytes is never labelled ``real``. All backbones are resolved before anything fails, so one
+    error lists every missing or foreign file.
     """
     folder = checkpoint_dir()
     resolved: dict[str, ResolvedBackbone] = {}
-    missing: list[Backbone] = []
+    unusable: dict[str, tuple[Backbone, str]] = {}  # name -> (backbone, why it cannot be used)
     for name in names:
         if name not in BACKBONES:
             raise BenchError(f"unknown metric backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
@@ -147,25 +148,28 @@ def resolve_backbones(
                 path = download_backbone(backbone, folder, timeout)
             except OSError as err:
                 logger.info("could not download %s: %s", backbone.filename, err)
-        if path.is_file():
-            resolved[name] = ResolvedBackbone(backbone, path)
+        if not path.is_file():
+            reason = f"{backbone.filename} (for {backbone.used_by}, from {backbone.url}) is not in {folder}"
+            unusable[name] = (backbone, reason)
+        elif (problem := hash_problem(path)) is not None:
+            unusable[name] = (backbone, f"{problem} (for {backbone.used_by})")
         else:
-            missing.append(backbone)
-    if missing and not allow_random:
-        listing = "; ".join(f"{b.filename} (for {b.used_by}, from {b.url})" for b in missing)
+            resolved[name] = ResolvedBackbone(backbone, path)
+    if unusable and not allow_random:
+        listing = "; ".join(reason for _, reason in unusable.values())
         raise BenchError(
-            f"metric backbone weights not found in {folder}: {listing}. Put the files in that folder "
-            "(set TORCH_HOME to choose it), or pass --allow-random-backbones / set allow_random_backbones: "
-            "true to run with random weights (values then mean nothing perceptually)"
+            f"metric backbone weights unusable: {listing}. Put the upstream files in {folder} (set TORCH_HOME "
+            "to choose the folder), or pass --allow-random-backbones / set allow_random_backbones: true to run "
+            "with random weights (values then mean nothing perceptually)"
         )
-    for backbone in missing:
+    for name, (backbone, reason) in unusable.items():
         warnings.warn(
-            f"{backbone.used_by} runs with a RANDOM-INIT {backbone.name} backbone ({backbone.filename} is not in "
-            f"{folder}); its values test the plumbing only and are labelled 'random-init'",
+            f"{backbone.used_by} runs with a RANDOM-INIT {backbone.name} backbone ({reason}); its values test "
+            "the plumbing only and are labelled 'random-init'",
             RandomBackboneWarning,
             stacklevel=2,
         )
-        resolved[backbone.name] = ResolvedBackbone(backbone, None)
+        resolved[name] = ResolvedBackbone(backbone, None)
     return resolved
 
 

@@ -5,9 +5,11 @@ from bench.baselines.byo import byo_points
 from bench.config import config_hash
 from bench.data import DATASETS
 from bench.points import grid_points
+from bench.weight_files import zoo_availability
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 DATA = config["data_root"]
 MIRROR = os.environ.get("BENCH_DATA_MIRROR") or config["data_mirror"]
@@ -25,6 +27,19 @@ FIGURES = ["rdp", "tradeoff", "samples"]
 missing = sorted(set(DECODER_QUALITIES) - set(MSH_QUALITIES))
 if missing:
     raise ValueError(f"config key 'decoder.qualities' has {missing}, which 'msh.qualities' lacks")
+
+# msh.source auto: compressai's zoo weights when every configured quality's file is in $TORCH_HOME
+# (hash checked) or downloadable (one short probe), else training here. Resolved now, before the
+# config is hashed and written, so the DAG (export_msh or train_msh), every step and every table
+# row agree on the source actually used.
+if config["msh"]["source"] == "auto":
+    ZOO_UNAVAILABLE = zoo_availability(MSH_QUALITIES)
+    config["msh"]["source"] = "train" if ZOO_UNAVAILABLE else "zoo"
+    if ZOO_UNAVAILABLE:
+        logger.warning(
+            f"!!! msh.source auto: compressai's zoo weights are unavailable ({ZOO_UNAVAILABLE}); TRAINING a small "
+            "MSH here instead: its rate-distortion is far from the published mbt2018-mean (see the README) !!!"
+        )
 
 # The validated config (defaults filled) as a file, so every `python -m bench` step reads exactly
 # the configuration this run validated; named by its hash, so configs never overwrite each other.

@@ -1,5 +1,5 @@
-# Models: the MSH codec per quality (trained, exported from compressai's zoo, or given) and the
-# diffusion decoder per quality (trained on the frozen MSH).
+# Models: the MSH codec per quality (trained, exported from compressai's zoo, or given; `auto` was
+# resolved to zoo or train in common.smk) and the diffusion decoder per quality (trained on the frozen MSH).
 
 if config["msh"]["source"] == "train":
 
@@ -30,6 +30,8 @@ elif config["msh"]["source"] == "zoo":
             f"{config['msh']['checkpoint_dir']}/q{{quality}}.pt",
         log:
             "logs/export_msh/q{quality}.log",
+        params:
+            settings=MSH_SETTINGS,
         shell:
             "{PY} -m bench export-msh --quality {wildcards.quality} --out {output} > {log} 2>&1"
 

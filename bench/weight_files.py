@@ -1,0 +1,158 @@
+"""Pretrained weights files in the torch.hub cache: where they live and whether a cached one is upstream's.
+
+Every pretrained file the suite reads (torchvision's AlexNet and VGG16, torch-fidelity's InceptionV3,
+compressai's ``mbt2018-mean`` zoo) is published under a name that carries the first hex digits of the
+file's sha256 (torch.hub's convention: ``alexnet-owt-7be5be79.pth`` has a sha256 starting
+``7be5be79``). A file found in ``$TORCH_HOME/hub/checkpoints`` is taken for the upstream one (and
+its results labelled ``real``) only when its bytes carry that hash: a file of the right name but
+other bytes (a truncated copy, a re-saved or fine-tuned network) is not silently called real.
+
+The one seam for files that are legitimately different (a lab that re-saved the weights with a
+newer torch, or the random-init stand-ins the tests write): ``$BENCH_WEIGHT_HASHES`` names a file
+in ``sha256sum`` format (``<sha256>  <file name>`` per line, ``#`` comments allowed). A file whose
+full sha256 is listed there under its name is accepted as well.
+
+Nothing here imports torch, so the Snakefile can decide at parse time whether compressai's zoo
+weights are at hand (``msh.source: auto``) by file presence and hash alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+HASHES_ENV = "BENCH_WEIGHT_HASHES"
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")  # torch.hub's HASH_REGEX, at least 8 hex digits
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# compressai's MSE-optimised mbt2018-mean zoo files (compressai.zoo.image.model_urls, checked by a
+# test), here so that the workflow's parse need not import compressai (and torch) to find them.
+ZOO_ROOT_URL = "https://compressai.s3.amazonaws.com/models/v1"
+ZOO_FILES: dict[int, str] = {
+    1: "mbt2018-mean-1-e522738d.pth.tar",
+    2: "mbt2018-mean-2-e54a039d.pth.tar",
+    3: "mbt2018-mean-3-723404a8.pth.tar",
+    4: "mbt2018-mean-4-6dba02a3.pth.tar",
+    5: "mbt2018-mean-5-d504e8eb.pth.tar",
+    6: "mbt2018-mean-6-a19628ab.pth.tar",
+    7: "mbt2018-mean-7-d5d441d1.pth.tar",
+    8: "mbt2018-mean-8-8089ae3e.pth.tar",
+}
+ZOO_PROBE_TIMEOUT_S = 3.0
+
+
+def _listing_error(message: str) -> Exception:
+    """The suite's one-line user error (imported here only when needed: bench.utils imports torch)."""
+    from bench.utils import BenchError
+
+    return BenchError(message)
+
+
+def hub_checkpoints() -> Path:
+    """``torch.hub.get_dir()/checkpoints`` without importing torch: ``$TORCH_HOME`` or the XDG cache."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "torch"
+    )
+    return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
+
+
+def name_hash(filename: str) -> str | None:
+    """The sha256 prefix an upstream file name carries (``None`` for a name without one)."""
+    match = _HASH_IN_NAME.search(filename)
+    return match.group(1) if match else None
+
+
+def registered_hashes() -> dict[str, frozenset[str]]:
+    """Full sha256 hashes registered per file name in the ``$BENCH_WEIGHT_HASHES`` file (empty if unset)."""
+    listing = os.environ.get(HASHES_ENV)
+    if not listing:
+        return {}
+    try:
+        lines = Path(listing).read_text().splitlines()
+    except OSError as err:
+        message = f"{HASHES_ENV}={listing} cannot be read ({err.strerror}); fix or unset it"
+        raise _listing_error(message) from None
+    hashes: dict[str, set[str]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        digest, _, name = line.strip().partition(" ")
+        name = Path(name.strip().lstrip("*")).name  # sha256sum writes " *name" in binary mode, maybe a path
+        if not _SHA256.fullmatch(digest.lower()) or not name:
+            raise _listing_error(
+                f"{HASHES_ENV} file {listing} line {number} is not '<sha256>  <file name>' (write it with `sha256sum FILE`)"
+            )
+        hashes.setdefault(name, set()).add(digest.lower())
+    return {name: frozenset(digests) for name, digests in hashes.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so a process hashes each file once."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of ``path`` (cached while the file is unchanged)."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def hash_problem(path: Path) -> str | None:
+    """``None`` when the file at ``path`` is upstream's (or registered), else why it is not.
+
+    Accepted: a sha256 that starts with the hash in the file's name, or one listed for that name
+    in ``$BENCH_WEIGHT_HASHES``. A name without a hash and without a registration cannot be checked
+    and is accepted.
+    """
+    expected = name_hash(path.name)
+    registered = registered_hashes().get(path.name, frozenset())
+    if expected is None and not registered:
+        return None
+    digest = file_sha256(path)
+    if (expected is not None and digest.startswith(expected)) or digest in registered:
+        return None
+    wanted = " or ".join([*([f"{expected}..."] if expected else []), *sorted(registered)])
+    return (
+        f"{path} has sha256 {digest[:16]}..., not the upstream file's ({wanted}); replace it with the "
+        f"upstream file, or list its sha256 in the file named by ${HASHES_ENV} if it is a deliberate re-save"
+    )
+
+
+def zoo_path(quality: int) -> Path:
+    """Where compressai's zoo file of ``quality`` is cached: ``$TORCH_HOME/hub/checkpoints/NAME``."""
+    return hub_checkpoints() / ZOO_FILES[quality]
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    """True when a HEAD request for ``url`` answers 2xx within ``timeout`` seconds (False offline)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def zoo_availability(qualities: Iterable[int], timeout: float = ZOO_PROBE_TIMEOUT_S) -> str | None:
+    """``None`` when compressai's zoo weights of every quality are cached (hash checked) or downloadable;
+    else the reason they are not, for the warning of ``msh.source: auto``.
+
+    A cached file with foreign bytes makes the zoo unavailable (it would be refused when loaded);
+    a missing one is probed with one short HEAD request, so an offline machine decides in seconds.
+    """
+    for quality in qualities:
+        path = zoo_path(quality)
+        if path.is_file():
+            problem = hash_problem(path)
+            if problem:
+                return problem
+        elif not _reachable(f"{ZOO_ROOT_URL}/{ZOO_FILES[quality]}", timeout):
+            return f"{path.name} is not in {path.parent} and {ZOO_ROOT_URL} cannot be reached"
+    return None
