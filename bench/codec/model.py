@@ -21,7 +21,7 @@ from compressai.models import MeanScaleHyperprior
 from compressai.zoo import image as zoo
 from compressai.zoo.pretrained import load_pretrained as rename_zoo_keys
 
-from bench.utils import BenchError, atomic_path, code_version, sha256_file
+from bench.utils import BenchError, atomic_path, atomic_torch_save, code_version, sha256_file
 
 ARCH = "mbt2018-mean"
 QUALITIES = range(1, 9)
@@ -145,5 +145,4 @@ def save_checkpoint(path: str | os.PathLike, net: MeanScaleHyperprior, **fields:
         **fields,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
