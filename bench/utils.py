@@ -28,6 +28,14 @@ class BenchError(RuntimeError):
     """An error caused by the user's input or environment; the CLI prints it without a traceback."""
 
 
+class WriteError(BenchError, OSError):
+    """An output could not be written (read-only or full disk, no permission, a folder in the way).
+
+    One line for the CLI like every BenchError, and still an OSError, so code that falls back when
+    a write fails (a download into a read-only weights cache) keeps doing so.
+    """
+
+
 class Terminated(BenchError):
     """SIGTERM stopped a command; the CLI prints the message and exits with :data:`TERMINATED_EXIT`."""
 
@@ -110,7 +118,10 @@ _DEFAULT_MODE = 0o666 & ~_umask()
 
 
 def _about_dest(err: OSError, dest: Path) -> bool:
-    """Whether ``err`` is about writing ``dest``: no file named, ``dest``, its temporary file or a folder above it."""
+    """Whether ``err`` is a write error (see :data:`_OS_ERROR_FIXES`; a network error is not) about
+    ``dest``: no file named, ``dest``, its temporary file or a folder above it."""
+    if err.errno not in _OS_ERROR_FIXES:
+        return False
     if err.filename is None:
         return True
     named = Path(os.fsdecode(err.filename))
@@ -128,13 +139,13 @@ def _write_errors(dest: Path) -> Iterator[None]:
         cause = os_error_in(err)
         if isinstance(err, BenchError) or cause is None or not _about_dest(cause, dest):
             raise
-        raise BenchError(f"cannot write {os_error_message(cause, dest)}") from err
+        raise WriteError(f"cannot write {os_error_message(cause, dest)}") from err
 
 
 def _temporary_beside(dest: Path) -> Path:
     """A new empty temporary file in ``dest``'s folder (created), named after ``dest``."""
     if dest.is_dir():
-        raise BenchError(f"cannot write {dest}: it is a folder; {_OS_ERROR_FIXES[errno.EISDIR]}")
+        raise WriteError(f"cannot write {dest}: it is a folder; {_OS_ERROR_FIXES[errno.EISDIR]}")
     with _write_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,12 @@ def test_atomic_path_names_the_destination_of_a_failed_write(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError):  # an input's error is not blamed on the output
         with atomic_path(dest):
             open(tmp_path / "missing-input.png", "rb")
+    with pytest.raises(urllib.error.URLError):  # nor a failed download (callers fall back on it)
+        with atomic_path(dest):
+            raise urllib.error.URLError("offline")
+    with pytest.raises(OSError, match="cannot write"):  # a write error stays an OSError for those fallbacks
+        with atomic_path(dest):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     assert list(tmp_path.iterdir()) == []
 
 
