@@ -132,7 +132,7 @@ def _about_dest(err: OSError, dest: Path) -> bool:
 @contextlib.contextmanager
 def _write_errors(dest: Path) -> Iterator[None]:
     """Turn an error that comes from writing ``dest`` (read-only or full disk, no permission) into
-    one BenchError line naming ``dest`` and the fix; any other error passes unchanged."""
+    a one-line :class:`WriteError` naming ``dest`` and the fix; any other error passes unchanged."""
     try:
         yield
     except Exception as err:
@@ -169,7 +169,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     and keeps the destination's suffix, so writers that infer a format from it (PIL, pandas,
     matplotlib) work unchanged. On any exception the temporary file is removed; one that comes from
     writing there (a read-only or full disk, no permission, ``dest`` a folder) becomes a one-line
-    :class:`BenchError` naming ``dest`` and the fix.
+    :class:`WriteError` naming ``dest`` and the fix.
     """
     dest = Path(dest)
     tmp = _temporary_beside(dest)

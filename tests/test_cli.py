@@ -171,19 +171,16 @@ def test_full_disk_during_a_checkpoint_write_is_one_line(
 
 def test_atomic_path_names_the_destination_of_a_failed_write(tmp_path: Path) -> None:
     dest = tmp_path / "out.bin"
-    with pytest.raises(BenchError, match=re.escape(f"cannot write {dest}: No space left on device")):
-        with atomic_path(dest) as tmp:
-            tmp.write_bytes(b"x")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    with pytest.raises(FileNotFoundError):  # an input's error is not blamed on the output
-        with atomic_path(dest):
-            open(tmp_path / "missing-input.png", "rb")
-    with pytest.raises(urllib.error.URLError):  # nor a failed download (callers fall back on it)
-        with atomic_path(dest):
-            raise urllib.error.URLError("offline")
-    with pytest.raises(OSError, match="cannot write"):  # a write error stays an OSError for those fallbacks
-        with atomic_path(dest):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    with pytest.raises(BenchError, match=re.escape(f"cannot write {dest}: No space left on device")), \
+            atomic_path(dest) as tmp:
+        tmp.write_bytes(b"x")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(FileNotFoundError), atomic_path(dest):  # an input's error is not blamed on the output
+        (tmp_path / "missing-input.png").read_bytes()
+    with pytest.raises(urllib.error.URLError), atomic_path(dest):  # nor a failed download (callers fall back)
+        raise urllib.error.URLError("offline")
+    with pytest.raises(OSError, match="cannot write"), atomic_path(dest):  # still an OSError for those fallbacks
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -198,13 +195,13 @@ def test_an_os_error_behind_another_error_is_one_line(
     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """An OSError that reaches the CLI outside atomic_path (here chained behind a RuntimeError)."""
-    import bench.codec.commands as commands
+    from bench.codec import commands
 
     def failing(*args, **kwargs):
         try:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "x.png"))
         except OSError:
-            raise RuntimeError("a library's own wrapper")  # noqa: B904 - the context is the point
+            raise RuntimeError("a library's own wrapper")  # its context is the OSError, as torch's is
 
     monkeypatch.setattr(commands, "load_codec", failing)
     assert main(["encode", "a.png", "a.bin", "--quality", "1", "--pretrained"]) == 2
