@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import os
 import re
 import signal
@@ -213,16 +214,16 @@ def test_an_os_error_behind_another_error_is_one_line(
 # ----------------------------------------------------------------------------- SIGTERM
 
 
-def sigterm_at_step(monkeypatch: pytest.MonkeyPatch, module, step: int, count_of) -> None:
-    """Send this process SIGTERM in the middle of training step ``step`` (1-based) of ``module``."""
-    real = module._train_step
+def sigterm_in_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Send this process SIGTERM as train-msh's training step ``step`` (1-based) begins."""
+    real, calls = train_module._train_step, itertools.count(1)
 
-    def step_then_term(*args, **kwargs):
-        if count_of(*args) == step - 1:
+    def step_after_sigterm(*args, **kwargs):
+        if next(calls) == step:
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, "_train_step", step_then_term)
+    monkeypatch.setattr(train_module, "_train_step", step_after_sigterm)
 
 
 def test_sigterm_of_train_msh_saves_the_step_and_the_rerun_finishes_the_same(
@@ -232,8 +233,7 @@ def test_sigterm_of_train_msh_saves_the_step_and_the_rerun_finishes_the_same(
     straight = tmp_path / "straight.pt"
     assert main(train_args(data_dir, straight, **{"--steps": "5"})) == 0
     out = tmp_path / "q1.pt"
-    steps_done = iter(range(100))
-    sigterm_at_step(monkeypatch, train_module, 3, lambda *args: next(steps_done))
+    sigterm_in_step(monkeypatch, 3)
     capsys.readouterr()
     assert main(train_args(data_dir, out, **{"--steps": "5"})) == TERMINATED_EXIT
     assert one_error_line(capsys) == (
