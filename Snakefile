@@ -3,10 +3,16 @@
 # against bench/schema.yaml (defaults filled) before any rule is built.
 import sys
 
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
+
+from bench.config import validate_config
+from bench.utils import BenchError
 
 configfile: "configs/default.yaml"
-validate(config, "bench/schema.yaml", set_default=True)
+try:  # the CLI's check: same schema, same one-line message, defaults filled
+    config.update(validate_config(config))
+except BenchError as err:
+    raise WorkflowError(str(err)) from None
 
 PY = sys.executable  # the interpreter running Snakemake also runs every step
 

@@ -11,8 +11,9 @@ import argparse
 import importlib
 import logging
 import sys
+from types import FrameType
 
-from bench.utils import BenchError
+from bench.utils import TERMINATED_EXIT, BenchError, Terminated, on_sigterm, os_error_in, os_error_message
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
@@ -33,15 +34,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside a training loop (which saves first, see ``deferred_sigterm``): stop at once."""
+    raise Terminated("interrupted by SIGTERM (no half-written file is left); rerun the same command")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run one subcommand; user errors print one line and exit 2."""
+    """Parse ``argv`` and run one subcommand; user errors print one line and exit 2.
+
+    Besides the project's :class:`BenchError`, an OSError from the environment (a read-only or full
+    disk, a missing permission), also one chained behind another library's error, is one line
+    naming the path and the fix. SIGTERM prints one line and exits 143 (128 + SIGTERM).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        with on_sigterm(_terminate):
+            return int(args.func(args) or 0)
+    except Terminated as err:
+        print(f"error: {err}", file=sys.stderr)
+        return TERMINATED_EXIT
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        logging.getLogger(__name__).debug("the error in full", exc_info=err)
+        print(f"error: {os_error_message(cause)}", file=sys.stderr)
         return 2

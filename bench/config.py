@@ -1,8 +1,10 @@
 """Load and validate run configurations against the one schema (``bench/schema.yaml``).
 
-The Snakefile validates its config with ``snakemake.utils.validate`` and the same schema file, and
-the CLI goes through :func:`load_config`, which calls the same function: both reject the same bad
-keys with the same message and fill in the same defaults.
+The Snakefile validates its config through :func:`validate_config` too, which runs
+``snakemake.utils.validate`` on the same schema file: both reject the same bad keys with the same
+one-line message and fill in the same defaults. Command-line flags that stand for config keys are
+merged in by :func:`with_overrides` and validated again, so ``--steps -5`` gets the message a
+``steps: -5`` in the file would.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +21,93 @@ import yaml
 from bench.utils import BenchError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+_LONG_VALUE = 80  # characters of a value's repr beyond which a message says "the value" instead
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+def schema_error_message(err: Any) -> str:
+    """One line for a jsonschema ``ValidationError``: the dotted key, its value and what is allowed.
+
+    e.g. ``config key 'msh.train.steps': -5 is less than the minimum of 1``. An unknown key names
+    the keys allowed there; a value long enough to flood the terminal is not repeated.
+    """
+    key = ".".join(str(part) for part in err.absolute_path)
+    if err.validator == "additionalProperties":
+        known = err.schema.get("properties", {})
+        unknown = [f"'{key}.{name}'" if key else f"'{name}'" for name in sorted(set(err.instance) - set(known))]
+        verb = "is" if len(unknown) == 1 else "are"
+        return f"config key {', '.join(unknown)} {verb} unknown; allowed there: {', '.join(sorted(known))}"
+    message = err.message
+    if len(repr(err.instance)) > _LONG_VALUE:
+        message = message.replace(repr(err.instance), "the value", 1)
+    if err.validator in ("oneOf", "anyOf"):
+        message += " (allowed: " + " | ".join(json.dumps(s, sort_keys=True) for s in err.validator_value) + ")"
+    return f"config key '{key or '<top level>'}': {message}"
+
+
+def validate_config(config: dict[str, Any] | None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every schema default filled in.
 
-    Raises :class:`BenchError` whose message names the offending key (e.g. ``'datasets'``,
-    ``'eval'``, ``0``) and the rule it broke.
+    Raises :class:`BenchError` with :func:`schema_error_message`'s one line.
     """
+    from jsonschema.exceptions import ValidationError
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     checked = copy.deepcopy(config) if config is not None else {}
     try:
         validate(checked, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:
-        raise BenchError(f"invalid configuration: {err}") from None
+    except WorkflowError as err:  # snakemake wraps the jsonschema error it was handling
+        cause = err.__context__
+        raise BenchError(schema_error_message(cause) if isinstance(cause, ValidationError) else str(err)) from None
     return checked
 
 
+def with_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each dotted key of ``overrides`` (``"msh.train.steps"``) set to its value, validated.
+
+    ``None`` values (a flag not given) are skipped. This is how every command-line flag that stands
+    for a config key enters the configuration: one schema, one message for a bad value.
+    """
+    merged = copy.deepcopy(config)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        section = merged
+        for name in parents:
+            section = section.setdefault(name, {})
+        section[leaf] = value
+    return validate_config(merged)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document of ``path``; a syntax error is one ``FILE:LINE:COL: problem`` line."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark, err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        started = f" ({err.context} at {context.line + 1}:{context.column + 1})" if context and err.context else ""
+        raise BenchError(f"{where}: YAML syntax error: {err.problem}{started}") from None
+    except yaml.YAMLError as err:
+        raise BenchError(f"{path}: YAML syntax error: {err}") from None
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and validate it (defaults filled)."""
+    """Read a YAML config file and validate it (defaults filled).
+
+    An empty file is refused, as Snakemake refuses it for ``--configfile`` ("Config file must be
+    given as JSON or YAML with keys at top level"): a config names at least one key.
+    """
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"config file not found: {path} (see configs/ for examples)")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
-        raise BenchError(f"config file {path} must hold a mapping at the top level, got {type(raw).__name__}")
+        got = "an empty file" if raw is None else type(raw).__name__
+        raise BenchError(f"config file {path} must hold a mapping of config keys at the top level, got {got} "
+                         "(see configs/ for examples)")
     return validate_config(raw)
 
 

@@ -15,9 +15,11 @@ import logging
 import os
 import random
 import socket
+import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,86 @@ class BenchError(RuntimeError):
     """An error caused by the user's input or environment; the CLI prints it without a traceback."""
 
 
+class WriteError(BenchError, OSError):
+    """An output could not be written (read-only or full disk, no permission, a folder in the way).
+
+    One line for the CLI like every BenchError, and still an OSError, so code that falls back when
+    a write fails (a download into a read-only weights cache) keeps doing so.
+    """
+
+
+class Terminated(BenchError):
+    """SIGTERM stopped a command; the CLI prints the message and exits with :data:`TERMINATED_EXIT`."""
+
+
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143: what a shell, Slurm and Snakemake report for a SIGTERM kill
+
+# errno -> what the user can do about it (the second half of an OSError's one-line message).
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free space on that disk (or write elsewhere) and rerun",
+    errno.EDQUOT: "free space within your disk quota (or write elsewhere) and rerun",
+    errno.EROFS: "write elsewhere or remount it writable",
+    errno.EACCES: "make it writable (readable, for an input) or choose another path",
+    errno.EPERM: "make it writable (readable, for an input) or choose another path",
+    errno.EISDIR: "give a file path, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+}
+
+
+def os_error_message(err: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line for an OSError: the path (``path``, else the error's own), what happened, the fix."""
+    where = path or err.filename or "a file"
+    fix = _OS_ERROR_FIXES.get(err.errno or 0)
+    return f"{where}: {err.strerror or err}" + (f"; {fix}" if fix else "")
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind ``err``: itself, or one it was raised from or while handling.
+
+    torch.save to a full disk, for one, raises a RuntimeError ("unexpected pos") whose context is
+    the ENOSPC OSError of the file write. A context suppressed with ``from None`` does not count.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return None
+
+
+def interrupted_message(step: int, partial: Path) -> str:
+    """What a training loop stopped by SIGTERM says, after saving its state at ``step`` to ``partial``."""
+    return f"interrupted by SIGTERM at step {step} (state saved in {partial}); resume with the same command"
+
+
+@contextlib.contextmanager
+def on_sigterm(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Call ``handler(signum, frame)`` on SIGTERM within the block, then restore the previous handler.
+
+    Outside the main thread, where Python cannot install signal handlers, SIGTERM keeps its effect.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred_sigterm() -> Iterator[Callable[[], bool]]:
+    """Within the block SIGTERM only sets a flag; yields the function that says whether it came.
+
+    A training loop polls it between steps, so it can save a consistent state (never one torn in
+    the middle of an optimiser step) and stop with :class:`Terminated`.
+    """
+    received: list[int] = []
+    with on_sigterm(lambda signum, frame: received.append(signum)):
+        yield lambda: bool(received)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -40,23 +122,67 @@ def _umask() -> int:
 _DEFAULT_MODE = 0o666 & ~_umask()
 
 
+def _about_dest(err: OSError, dest: Path) -> bool:
+    """Whether ``err`` is a write error (see :data:`_OS_ERROR_FIXES`; a network error is not) about
+    ``dest``: no file named, ``dest``, its temporary file or a folder above it."""
+    if err.errno not in _OS_ERROR_FIXES:
+        return False
+    if err.filename is None:
+        return True
+    named = Path(os.fsdecode(err.filename))
+    temporary = named.parent == dest.parent and named.name.startswith(f".{dest.name}.")
+    return named == dest or temporary or named in dest.parents
+
+
+@contextlib.contextmanager
+def _write_errors(dest: Path) -> Iterator[None]:
+    """Turn an error that comes from writing ``dest`` (read-only or full disk, no permission) into
+    a one-line :class:`WriteError` naming ``dest`` and the fix; any other error passes unchanged."""
+    try:
+        yield
+    except Exception as err:
+        cause = os_error_in(err)
+        if isinstance(err, BenchError) or cause is None or not _about_dest(cause, dest):
+            raise
+        raise WriteError(f"cannot write {os_error_message(cause, dest)}") from err
+
+
+def _temporary_beside(dest: Path) -> Path:
+    """A new empty temporary file in ``dest``'s folder (created), named after ``dest``."""
+    if dest.is_dir():
+        raise WriteError(f"cannot write {dest}: it is a folder; {_OS_ERROR_FIXES[errno.EISDIR]}")
+    with _write_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def check_writable(dest: str | os.PathLike) -> None:
+    """Fail now, with :func:`atomic_path`'s message, if ``dest`` could not be written later.
+
+    For outputs written after a long computation (a training run's checkpoints).
+    """
+    _temporary_beside(Path(dest)).unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
 
     The temporary file lives in the destination folder (same filesystem, so the rename is atomic)
     and keeps the destination's suffix, so writers that infer a format from it (PIL, pandas,
-    matplotlib) work unchanged. On any exception the temporary file is removed.
+    matplotlib) work unchanged. On any exception the temporary file is removed; one that comes from
+    writing there (a read-only or full disk, no permission, ``dest`` a folder) becomes a one-line
+    :class:`WriteError` naming ``dest`` and the fix.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temporary_beside(dest)
     try:
-        yield tmp
-        tmp.chmod(_DEFAULT_MODE)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, dest)
+        with _write_errors(dest):
+            yield tmp
+            tmp.chmod(_DEFAULT_MODE)  # mkstemp creates 0600; results are meant to be shared
+            os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -147,6 +273,14 @@ def output_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)
         os.close(fd)
+def atomic_torch_save(payload: Any, dest: str | os.PathLike) -> None:
+    """``torch.save(payload)`` to ``dest`` atomically, through a Python file object.
+
+    Given a path, torch writes with its own C++ stream and a full disk surfaces as a bare
+    "unexpected pos" RuntimeError; through a file object the ENOSPC OSError is kept as its context.
+    """
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def short_list(names: Sequence[str], limit: int = 10) -> str:

@@ -15,7 +15,7 @@ from bench.cli import main
 from bench.codec import decode_latent, encode, load_codec, synthesize
 from bench.codec.model import ZOO_LAMBDAS, zoo_size
 from bench.codec.train import MSHTrainConfig, partial_path
-from bench.config import validate_config
+from bench.config import validate_config, with_overrides
 from bench.utils import BenchError
 
 
@@ -96,7 +96,7 @@ def test_resume_with_other_settings_is_refused(data_dir: Path, tmp_path: Path, m
 
 def test_config_supplies_defaults_and_flags_win() -> None:
     config = validate_config({"seed": 3, "msh": {"train": {"lr": 0.002, "steps": 7}}})
-    cfg = MSHTrainConfig.from_config(config, 5, steps=9, lmbda=None)
+    cfg = MSHTrainConfig.from_config(with_overrides(config, {"msh.train.steps": 9, "msh.train.lmbda": None}), 5)
     assert (cfg.lr, cfg.steps, cfg.seed) == (0.002, 9, 3)
     assert (cfg.lmbda, (cfg.N, cfg.M)) == (ZOO_LAMBDAS[5], zoo_size(5))
 
@@ -104,6 +104,6 @@ def test_config_supplies_defaults_and_flags_win() -> None:
 def test_training_images_smaller_than_the_crop_are_refused(tmp_path: Path) -> None:
     (tmp_path / "small").mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "small" / "a.png")
-    cfg = MSHTrainConfig.from_config(validate_config({}), 1, N=8, M=8, steps=1, batch_size=1)
+    cfg = MSHTrainConfig.from_config(validate_config({"msh": {"train": {"N": 8, "M": 8, "steps": 1, "batch_size": 1}}}), 1)
     with pytest.raises(BenchError, match="smaller than the 64px crop"):
         train_module.train_msh(cfg, [tmp_path / "small" / "a.png"], tmp_path / "q1.pt", device="cpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.config import config_hash, load_config, validate_config
+from bench.config import config_hash, load_config, validate_config, with_overrides
 from bench.utils import BenchError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -39,9 +39,53 @@ def test_defaults_are_filled() -> None:
     ],
 )
 def test_bad_configs_name_the_key(bad: dict, named: str) -> None:
-    with pytest.raises(BenchError, match="invalid configuration") as err:
+    with pytest.raises(BenchError, match="^config key '") as err:
         validate_config(bad)
     assert named in str(err.value)
+    assert "\n" not in str(err.value), "one line, not jsonschema's dump of the schema"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"msh": {"train": {"steps": -5}}}, "config key 'msh.train.steps': -5 is less than the minimum of 1"),
+        ({"decoder": {"train": {"steps": 0}}}, "config key 'decoder.train.steps': 0 is less than the minimum of 1"),
+        ({"msh": {"train": {"crop": 96}}}, "config key 'msh.train.crop': 96 is not a multiple of 64"),
+        ({"msh": {"train": {"bogus": 1}}}, "config key 'msh.train.bogus' is unknown; allowed there: M, N, aux_lr,"),
+        ({"sampling": {"grid": [{"steps": [1]}]}}, "config key 'sampling.grid.0': 'sampler' is a required property"),
+    ],
+)
+def test_schema_errors_are_one_line_with_key_value_and_rule(bad: dict, message: str) -> None:
+    with pytest.raises(BenchError) as err:
+        validate_config(bad)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_long_value_is_not_repeated_in_the_message() -> None:
+    with pytest.raises(BenchError) as err:
+        validate_config({"baselines": {"byo": [{"name": "a", "dataset": "kodak", "reconstructions": "r" * 200}]}})
+    assert "r" * 200 not in str(err.value) and "config key 'baselines.byo.0'" in str(err.value)
+
+
+def test_flag_overrides_get_the_config_files_message(tmp_path: Path) -> None:
+    """``--steps -5`` and ``steps: -5`` in the file: same schema, same words."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"msh": {"train": {"steps": -5}}}))
+    with pytest.raises(BenchError) as from_file:
+        load_config(path)
+    with pytest.raises(BenchError) as from_flag:
+        with_overrides(validate_config({}), {"msh.train.steps": -5, "seed": None})
+    assert str(from_flag.value) == str(from_file.value)
+    merged = with_overrides(validate_config({"seed": 2}), {"msh.train.steps": 7, "seed": None})
+    assert (merged["msh"]["train"]["steps"], merged["seed"]) == (7, 2)
+
+
+def test_yaml_syntax_error_is_one_line_with_file_line_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 1\nmsh:\n  train: {steps: 3\n")
+    with pytest.raises(BenchError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}:4:1: YAML syntax error") and "\n" not in str(err.value)
 
 
 def test_paper_config_forbids_random_backbones() -> None:
@@ -63,6 +107,14 @@ def test_load_config_errors(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(BenchError, match="mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_empty_config_file_is_refused_as_snakemake_refuses_it(tmp_path: Path) -> None:
+    """Snakemake's --configfile stops on an empty file ("must be given as JSON or YAML with keys at
+    top level"); the CLI used to train 5,000 steps on the defaults instead."""
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(BenchError, match="empty.yaml must hold a mapping of config keys.*got an empty file"):
+        load_config(tmp_path / "empty.yaml")
 
 
 def test_config_hash_tracks_content() -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,7 @@ from bench.diffusion.train import (
     vb_term,
 )
 from bench.samplers import Knobs, sample
-from bench.utils import BenchError
+from bench.utils import BenchError, Terminated
 from tests.conftest import REPO, write_png
 
 M, N = 24, 16
@@ -279,6 +282,32 @@ def test_resume_after_kill_gives_the_uninterrupted_result(
     for name, value in a["ema"].items():
         assert torch.equal(value, b["ema"][name]), name
     assert load_decoder(out).checkpoint_info["msh"]["weights_hash"] == codec.weights_hash
+
+
+def test_sigterm_saves_the_step_and_the_rerun_gives_the_uninterrupted_result(
+    tiny_codec: tuple[MSHCodec, Path], images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM in step 3 (checkpoints every 2): the state after step 3 is saved, the message says so
+    (the CLI prints it and exits 143), and the rerun ends with the weights of an uninterrupted run."""
+    codec, msh_path = tiny_codec
+    config, cfg = tiny_model_config(), tiny_train_config()
+    whole = train_decoder(config, cfg, codec, msh_path, images, tmp_path / "whole.pt")
+    out = tmp_path / "termed.pt"
+    real_step = train._train_step
+
+    def term_in_step_3(run, *args):
+        if run.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(run, *args)
+
+    monkeypatch.setattr(train, "_train_step", term_in_step_3)
+    with pytest.raises(Terminated, match=re.escape(f"interrupted by SIGTERM at step 3 (state saved in {partial_path(out)})")):
+        train_decoder(config, cfg, codec, msh_path, images, out)
+    assert not out.exists() and torch.load(partial_path(out), weights_only=False)["step"] == 3
+    monkeypatch.setattr(train, "_train_step", real_step)
+    train_decoder(config, cfg, codec, msh_path, images, out)
+    a, b = torch.load(whole, weights_only=False), torch.load(out, weights_only=False)
+    assert b["step"] == 6 and all(torch.equal(value, b["ema"][name]) for name, value in a["ema"].items())
 
 
 def test_train_decoder_cli(tiny_codec: tuple[MSHCodec, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+from bench.config import load_config, validate_config
+from bench.utils import BenchError
 from bench.weight_files import ZOO_FILES
 from tests.conftest import write_png
 
@@ -40,7 +42,22 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path: Path) -> None:
     result = _snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), "--snakefile",
                         str(REPO / "Snakefile"))
     assert result.returncode != 0
-    assert "euler" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    with pytest.raises(BenchError) as cli:  # the CLI's message, word for word, and not the schema dump
+        validate_config(yaml.safe_load(bad.read_text()))
+    assert "euler" in str(cli.value) and str(cli.value) in output.splitlines()
+    assert "Failed validating" not in output
+
+
+def test_empty_config_file_is_rejected_as_by_the_cli(tmp_path: Path) -> None:
+    """Snakemake refuses an empty --configfile; so does ``load_config`` (the CLI's --config)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = _snakemake("-n", "--configfile", str(empty), "--directory", str(tmp_path), "--snakefile",
+                        str(REPO / "Snakefile"))
+    assert result.returncode != 0 and "keys at top level" in result.stdout + result.stderr
+    with pytest.raises(BenchError, match="got an empty file"):
+        load_config(empty)
 
 
 def _byo_config(tmp_path: Path, entries: list[dict[str, object]]) -> Path:

@@ -12,7 +12,7 @@ from bench.codec.files import encode_path
 from bench.codec.model import ZOO_LAMBDAS, load_pretrained, save_checkpoint, zoo_origin
 from bench.codec.msh import load_codec
 from bench.codec.train import MSHTrainConfig, train_msh
-from bench.config import load_config, validate_config
+from bench.config import load_config, validate_config, with_overrides
 from bench.data import list_images
 
 
@@ -36,24 +36,17 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+# train-msh flags that stand for msh.train keys (argparse dest = key).
+_TRAIN_FLAGS = ("lmbda", "N", "M", "steps", "batch_size", "crop", "lr", "aux_lr", "grad_clip", "checkpoint_every")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    config = load_config(args.config) if args.config else validate_config({})
-    cfg = MSHTrainConfig.from_config(
-        config,
-        args.quality,
-        lmbda=args.lmbda,
-        N=args.N,
-        M=args.M,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        crop=args.crop,
-        lr=args.lr,
-        aux_lr=args.aux_lr,
-        grad_clip=args.grad_clip,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
+    config = with_overrides(
+        load_config(args.config) if args.config else validate_config({}),
+        {"seed": args.seed, "device": args.device, **{f"msh.train.{k}": getattr(args, k) for k in _TRAIN_FLAGS}},
     )
-    out = train_msh(cfg, list_images(args.data), args.out, device=args.device or config["device"])
+    cfg = MSHTrainConfig.from_config(config, args.quality)
+    out = train_msh(cfg, list_images(args.data), args.out, device=config["device"])
     print(f"wrote {out} (mbt2018-mean q{cfg.quality}, lambda {cfg.lmbda}, {cfg.steps} steps)")
     return 0
 
@@ -80,7 +73,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     train = subparsers.add_parser(
         "train-msh", help="train an mbt2018-mean model on random crops (resumes after a kill)",
-        description="Flags override the msh.train section of --config (or the schema defaults).",
+        description="Flags override the msh.train section of --config (or the schema defaults) and are "
+                    "checked by the same schema.",
     )
     train.add_argument("--quality", type=int, required=True, help="quality 1..8 (sets the default lambda, N, M)")
     train.add_argument("--data", required=True, help="folder of training PNGs")

@@ -19,7 +19,7 @@ from compressai.zoo import image as zoo
 from compressai.zoo.pretrained import load_pretrained as rename_zoo_keys
 
 from bench.download import download, sha256_is
-from bench.utils import BenchError, atomic_path, code_version
+from bench.utils import BenchError, atomic_torch_save, code_version
 from bench.weight_files import file_sha256, hash_problem
 
 ARCH = "mbt2018-mean"
@@ -153,5 +153,4 @@ def save_checkpoint(path: str | os.PathLike, net: MeanScaleHyperprior, **fields:
         **fields,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)

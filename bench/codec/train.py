@@ -5,10 +5,10 @@ parameters and a second Adam on the entropy bottleneck's quantiles driven by the
 (``net_aux_optimizer``), gradient clipping, and ``update(force=True)`` before the model is saved
 so its entropy-coder tables match the final weights.
 
-Kill-safe: every ``checkpoint_every`` steps the full training state (weights, both optimisers,
-torch RNG, step) goes to ``OUT.partial``; a rerun with the same settings resumes from it and
-produces the same weights as an uninterrupted run. The crop stream is a pure function of the seed,
-so resuming skips the batches already used. ``OUT`` itself is written once, at the end.
+Kill-safe: every ``checkpoint_every`` steps, and at once on SIGTERM, the full training state
+(weights, both optimisers, torch RNG, step) goes to ``OUT.partial``; a rerun with the same settings
+resumes from it and produces the same weights as an uninterrupted run. The crop stream is a pure
+function of the seed, so resuming skips the batches already used. ``OUT`` itself is written once, at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +29,17 @@ from tqdm import tqdm
 
 from bench.codec.model import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
 from bench.data import RandomCrops, crop_batches
-from bench.utils import BenchError, resolve_device, rng_state, seed_everything, set_rng_state
+from bench.utils import (
+    BenchError,
+    Terminated,
+    check_writable,
+    deferred_sigterm,
+    interrupted_message,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 # Settings that may change between a kill and the resumed run without changing the result.
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
@@ -53,13 +63,11 @@ class MSHTrainConfig:
     seed: int
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], quality: int, **overrides: Any) -> MSHTrainConfig:
-        """Settings from a validated config's ``msh.train`` and ``seed``; non-None ``overrides`` win.
-
-        A null λ or N/M means the zoo's value for ``quality``.
+    def from_config(cls, config: dict[str, Any], quality: int) -> MSHTrainConfig:
+        """Settings from a validated config's ``msh.train`` and ``seed`` (flags enter the config
+        through :func:`bench.config.with_overrides`). A null λ or N/M means the zoo's value for ``quality``.
         """
         values = {**config["msh"]["train"], "seed": config["seed"]}
-        values.update({k: v for k, v in overrides.items() if v is not None})
         zoo_n, zoo_m = zoo_size(quality)
         values["lmbda"] = values["lmbda"] or ZOO_LAMBDAS[quality]
         values["N"] = values["N"] or zoo_n
@@ -144,17 +152,21 @@ def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLik
     )
     criterion = RateDistortionLoss(lmbda=cfg.lmbda)
     partial = partial_path(out)
+    check_writable(out)
     step = _resume(partial, cfg, net, optimizers) if partial.is_file() else 0
     batches = _batches(images, cfg, skip=step)
-    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it") as bar:
+    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it") as bar, \
+            deferred_sigterm() as terminated:
         while step < cfg.steps:
             stats = _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", bpp=f"{stats['bpp']:.3f}", mse=f"{stats['mse']:.5f}",
                             refresh=False)
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            if (step % cfg.checkpoint_every == 0 or terminated()) and step < cfg.steps:
                 _save(partial, net, optimizers, cfg, step)
+            if terminated() and step < cfg.steps:
+                raise Terminated(interrupted_message(step, partial))
     net.update(force=True)
     _save(out, net, optimizers, cfg, step)
     partial.unlink(missing_ok=True)

@@ -19,9 +19,9 @@ One step, as the paper's improved-diffusion code does it with the frozen MSH cod
 
 AdamW, gradient clipping, EMA weights (what :func:`bench.diffusion.model.load_decoder` returns),
 bf16 autocast and channels_last on CUDA only. Kill-safe like ``train-msh``: every
-``checkpoint_every`` steps the whole state (weights, EMA, optimiser, step, torch and sampling RNG
-states) goes to ``OUT.partial``; a rerun with the same settings resumes from it and ends with the
-same weights as an uninterrupted run. ``OUT`` is written once, at the end, with the EMA weights.
+``checkpoint_every`` steps, and at once on SIGTERM, the whole state (weights, EMA, optimiser, step,
+torch and sampling RNG states) goes to ``OUT.partial``; a rerun with the same settings resumes from
+it and ends with the same weights as an uninterrupted run. ``OUT`` is written once, at the end, with the EMA weights.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from bench.codec import MSHCodec, load_codec, pad, training_latent, unpad
-from bench.config import load_config
+from bench.config import load_config, with_overrides
 from bench.data import RandomCrops, crop_batches, list_images
 from bench.diffusion.model import (
     CHECKPOINT_FORMAT,
@@ -51,7 +51,19 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state, state_dict_hash
+from bench.utils import (
+    BenchError,
+    Terminated,
+    atomic_torch_save,
+    check_writable,
+    code_version,
+    deferred_sigterm,
+    interrupted_message,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    state_dict_hash,
+)
 from bench.weight_files import hash_problem
 
 log = logging.getLogger(__name__)
@@ -83,14 +95,13 @@ class DecoderTrainConfig:
     allow_random_backbones: bool
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], quality: int, **overrides: Any) -> DecoderTrainConfig:
-        """Settings from a validated config; non-None ``overrides`` (steps, seed) win."""
+    def from_config(cls, config: dict[str, Any], quality: int) -> DecoderTrainConfig:
+        """Settings from a validated config (flags enter it through :func:`bench.config.with_overrides`)."""
         values = {
             **config["decoder"]["train"],
             "seed": config["seed"],
             "allow_random_backbones": config["allow_random_backbones"],
         }
-        values.update({k: v for k, v in overrides.items() if v is not None})
         if values["crop"] % 16:
             raise BenchError(f"decoder crop {values['crop']} must be a multiple of 16 (the codec's latent stride)")
         return cls(quality=quality, **values)
@@ -320,8 +331,7 @@ def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[s
         "weights_hash": state_dict_hash(ema),
         "ema": ema,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
 
 
 @dataclass
@@ -442,19 +452,23 @@ def train_decoder(
     )
     meta = _metadata(cfg, codec, Path(msh_checkpoint), rho)
     partial = partial_path(out)
+    check_writable(out)
     if partial.is_file():
         _resume(partial, run, meta)
         log.info("resuming %s from step %d", partial, run.step)
     schedule = model.noise_schedule()
     batches = _batches(images, cfg, skip=run.step)
-    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar:
+    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar, \
+            deferred_sigterm() as terminated:
         while run.step < cfg.steps:
             batch = prepare_batch(codec, next(batches).to(device))
             stats = _train_step(run, schedule, batch, cfg, lpips_net, rho)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
-            if run.step % cfg.checkpoint_every == 0 and run.step < cfg.steps:
+            if (run.step % cfg.checkpoint_every == 0 or terminated()) and run.step < cfg.steps:
                 _save_partial(partial, run, meta)
+            if terminated() and run.step < cfg.steps:
+                raise Terminated(interrupted_message(run.step, partial))
     save_decoder(out, config, run.ema.shadow, **meta, step=run.step)
     partial.unlink(missing_ok=True)
     return out
@@ -475,9 +489,9 @@ def train_from_config(
     seed: int | None = None,
 ) -> Path:
     """``train-decoder``: read the config, load the frozen MSH codec, train, write ``out``."""
-    config = load_config(config_path)
-    cfg = DecoderTrainConfig.from_config(config, quality, steps=steps, seed=seed)
-    codec = load_codec(quality, checkpoint=msh_checkpoint, device=device or config["device"])
+    config = with_overrides(load_config(config_path), {"decoder.train.steps": steps, "seed": seed, "device": device})
+    cfg = DecoderTrainConfig.from_config(config, quality)
+    codec = load_codec(quality, checkpoint=msh_checkpoint, device=config["device"])
     model_config = DecoderConfig.from_section(config["decoder"]["model"], codec.net.M, codec.net.N)
     return train_decoder(model_config, cfg, codec, msh_checkpoint, list_images(data), out)
 
