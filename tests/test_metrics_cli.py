@@ -96,7 +96,9 @@ def test_end_to_end_writes_both_tables_with_provenance(folders: tuple[Path, Path
         assert row[metric] == pytest.approx(per_image[metric].mean())
     # patch 48: each image holds one grid patch and no shifted one (48 - 24 < 48).
     assert row["n_patches"] == 3 and row["fid_protocol"] == "hific" and row["patch_size"] == 48
-    assert math.isfinite(row["fid"]) and math.isfinite(row["kid"]) and "2048" in row["fid_warning"]
+    assert math.isfinite(row["fid_hific_p48"]) and math.isfinite(row["kid_hific_p48"]) and "2048" in row["fid_warning"]
+    assert math.isnan(row["kid_std_hific_p48"]) and row["kid_subset_size"] == 3  # every subset is all 3 patches
+    assert not {"fid", "kid", "kid_std"} & set(summary.columns)
     assert row["fid_backbone"] == "random-init" and math.isfinite(row["swd"]) and "swd_level0" in summary
     assert row["config_hash"] == per_image["config_hash"][0] and row["device"] == "cpu"
 
@@ -195,6 +197,7 @@ def test_missing_weights_without_permission_is_one_error(
 
 
 @pytest.mark.parametrize(("label", "fragment"), [("dataset", "KEY=VALUE"), ("psnr=1", "overwrite"),
+                                                 ("fid_hific_p256=1", "overwrite"), ("niqe_model=x", "overwrite"),
                                                  ("a b=1", "identifier"), ("x=1", "twice")])  # fmt: skip
 def test_bad_labels_are_rejected(
     folders: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str, fragment: str

@@ -299,7 +299,8 @@ def test_offline_falls_back_to_the_mirror(
 def test_no_source_is_one_error_naming_the_url(monkeypatch: pytest.MonkeyPatch, empty_cache: Path) -> None:
     _record_downloads(monkeypatch, None)
     monkeypatch.delenv("BENCH_DATA_MIRROR")
-    with pytest.raises(BenchError, match=r"niqe_pris_params\.npz is not in .*raw\.githubusercontent\.com.*BENCH_DATA_MIRROR"):
+    expected = r"niqe_pris_params\.npz is not in .*raw\.githubusercontent\.com.*BENCH_DATA_MIRROR"
+    with pytest.raises(BenchError, match=expected):
         pristine_model("matlab", mirror=None)
 
 

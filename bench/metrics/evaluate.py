@@ -13,7 +13,8 @@ Two tidy tables come out:
   reconstruction) and ``niqe_reference`` (of the original; both NaN, with one warning per table, for
   images below NIQE's size limit, see :data:`bench.metrics.niqe.MIN_BLOCKS`), then provenance columns;
 - summary (one row): the labels, ``n_images``, each per-image metric's mean with its bootstrap 95% CI
-  (``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``), the dataset-level FID/KID on patches and SWD, then
+  (``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``), the dataset-level FID/KID on patches (columns named by
+  protocol and patch size, e.g. ``fid_hific_p256``, see :mod:`bench.metrics.distribution`) and SWD, then
   provenance: ``*_backbone`` (``real`` / ``random-init``), ``niqe_model``, ``fid_protocol``, ``patch_size``,
   ``bootstrap``, ``seed``, ``code_version``, ``config_hash``, ``device``.
 
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from bench.config import validate_config
 from bench.metrics.aggregate import summarize, write_tables
+from bench.metrics.columns import parse_protocol_column
 from bench.metrics.distribution import InceptionFeatures, PatchFID
 from bench.metrics.fidelity import ms_ssim, psnr
 from bench.metrics.niqe import niqe, pristine_model, size_limit, too_small
@@ -221,7 +223,12 @@ def check_labels(labels: Mapping[str, str]) -> None:
     for key in labels:
         if not _LABEL_KEY.match(key):
             raise BenchError(f"label key {key!r} must be an identifier (letters, digits, underscores)")
-        if key in _RESERVED or key.startswith("swd") or key.endswith(("_ci_lo", "_ci_hi", "_backbone")):
+        if (
+            key in _RESERVED
+            or parse_protocol_column(key)
+            or key.startswith("swd")
+            or key.endswith(("_ci_lo", "_ci_hi", "_backbone"))
+        ):
             raise BenchError(f"label key {key!r} would overwrite a metrics column; rename it")
 
 
@@ -297,7 +304,9 @@ def _measure(
 
 
 def _measure_niqe(
-    loaded: Sequence[tuple[np.ndarray, np.ndarray]], rows: Sequence[dict[str, Any]], meter: Callable[[np.ndarray], float]
+    loaded: Sequence[tuple[np.ndarray, np.ndarray]],
+    rows: Sequence[dict[str, Any]],
+    meter: Callable[[np.ndarray], float],
 ) -> None:
     """Fill ``niqe`` and ``niqe_reference``: NaN for images too small for a stable NIQE, with one
     warning for the whole table (not one per image)."""
