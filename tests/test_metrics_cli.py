@@ -151,6 +151,26 @@ def test_images_too_small_for_niqe_are_nan_with_one_warning_per_table(tmp_path: 
     assert np.isfinite(per_image.loc["im3", ["niqe", "niqe_reference"]].astype(float)).all()
 
 
+def test_niqe_model_is_needed_only_by_images_large_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No cache, no download, no mirror: 256 px crops still get their (NaN) table; a full-size image
+    stops the run with one line naming the model file, before any table is written."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("BENCH_DATA_MIRROR")
+    only_niqe = ["--no-lpips", "--no-dists", "--no-fid", "--no-swd", "--no-download"]
+    small = tmp_path / "small"
+    write_png(small / "im0.png", 256, 256)
+    with pytest.warns(UserWarning, match="37 whole"):
+        assert _run(small, small, tmp_path / "small.csv", *only_niqe) == 0
+    assert pd.read_csv(tmp_path / "small.csv")["niqe"].isna().all()
+    large = tmp_path / "large"
+    write_png(large / "im0.png", 480, 768)
+    code = _run(large, large, tmp_path / "large.csv", *only_niqe)
+    _assert_error(capsys, code, "niqe_pris_params.npz is not in", "download_weights is off", "BENCH_DATA_MIRROR")
+    assert not (tmp_path / "large.csv").exists()
+
+
 def _assert_error(capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> None:
     stderr = capsys.readouterr().err
     assert code == 2, stderr

@@ -266,17 +266,22 @@ class _Meters:
                 seed=options.seed,
             )
         backbones = {f"{name}_backbone": resolved[BACKBONE_OF[name]].provenance for name in enabled}
-        niqe_meter, provenance = None, {}
-        if options.niqe:
-            pristine = pristine_model(options.niqe_model, download=options.download_weights, mirror=options.data_mirror)
-            niqe_meter = functools.partial(niqe, model=pristine)
-            provenance["niqe_model"] = options.niqe_model
+        niqe_meter = _niqe_meter(options) if options.niqe else None
+        provenance = {"niqe_model": options.niqe_model} if options.niqe else {}
         return cls(networks, backbones, patch_fid, niqe_meter, provenance)
 
     @property
     def image_backbones(self) -> dict[str, str]:
         """The backbone columns of the per-image table (FID's belongs to the summary only)."""
         return {key: value for key, value in self.backbones.items() if key != "fid_backbone"}
+
+
+def _niqe_meter(options: MetricsOptions) -> Callable[[np.ndarray], float]:
+    """NIQE with the configured pristine model, resolved at the first image that needs it: a table of
+    images too small for NIQE needs no model file."""
+    where = {"download": options.download_weights, "mirror": options.data_mirror}
+    load = functools.cache(functools.partial(pristine_model, options.niqe_model, **where))
+    return lambda image: niqe(image, model=load())
 
 
 def _measure(
@@ -286,7 +291,10 @@ def _measure(
     batch_size: int,
     device: torch.device,
 ) -> None:
-    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch."""
+    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch (NIQE
+    first: it is cheap, and a missing pristine model then stops the run before the networks run)."""
+    if meters.niqe is not None:
+        _measure_niqe(loaded, rows, meters.niqe)
     with tqdm(total=len(loaded), desc="metrics", unit="image") as progress:
         for indices in shape_batches([reference.shape for reference, _ in loaded], batch_size):
             reference = _to_batch([loaded[i][0] for i in indices], device)
@@ -299,8 +307,6 @@ def _measure(
             for position, index in enumerate(indices):
                 rows[index].update({name: float(value[position]) for name, value in values.items()})
             progress.update(len(indices))
-    if meters.niqe is not None:
-        _measure_niqe(loaded, rows, meters.niqe)
 
 
 def _measure_niqe(
