@@ -84,7 +84,7 @@ def test_end_to_end_writes_both_tables_with_provenance(folders: tuple[Path, Path
         assert row.psnr == pytest.approx(10 * np.log10(255**2 / np.mean((ref - rec) ** 2)), rel=1e-9)
         assert math.isnan(row.ms_ssim)  # 48 px is too small for 5-scale MS-SSIM
         assert row.lpips > 0 and row.dists > 0
-        assert math.isnan(row.niqe) and math.isnan(row.niqe_reference)  # NIQE needs two 96 px blocks a side
+        assert math.isnan(row.niqe) and math.isnan(row.niqe_reference)  # NIQE needs 37 whole 96 px blocks
     assert set(per_image["lpips_backbone"]) == set(per_image["dists_backbone"]) == {"random-init"}
     assert set(per_image["config_hash"]) == {config_hash(load_config(config))}
     assert set(per_image["device"]) == {"cpu"} and per_image["code_version"].notna().all()
@@ -96,7 +96,9 @@ def test_end_to_end_writes_both_tables_with_provenance(folders: tuple[Path, Path
         assert row[metric] == pytest.approx(per_image[metric].mean())
     # patch 48: each image holds one grid patch and no shifted one (48 - 24 < 48).
     assert row["n_patches"] == 3 and row["fid_protocol"] == "hific" and row["patch_size"] == 48
-    assert math.isfinite(row["fid"]) and math.isfinite(row["kid"]) and "2048" in row["fid_warning"]
+    assert math.isfinite(row["fid_hific_p48"]) and math.isfinite(row["kid_hific_p48"]) and "2048" in row["fid_warning"]
+    assert math.isnan(row["kid_std_hific_p48"]) and row["kid_subset_size"] == 3  # every subset is all 3 patches
+    assert not {"fid", "kid", "kid_std"} & set(summary.columns)
     assert row["fid_backbone"] == "random-init" and math.isfinite(row["swd"]) and "swd_level0" in summary
     assert row["config_hash"] == per_image["config_hash"][0] and row["device"] == "cpu"
 
@@ -116,7 +118,7 @@ def test_identical_folders_give_inf_psnr_and_zero_lpips(folders: tuple[Path, Pat
 def test_niqe_columns_score_both_the_reconstruction_and_its_reference(tmp_path: Path) -> None:
     reference, reconstructions = tmp_path / "reference", tmp_path / "reconstructions"
     reconstructions.mkdir()
-    for seed, (height, width) in enumerate([(200, 240), (240, 200)]):
+    for seed, (height, width) in enumerate([(480, 768), (768, 480)]):  # 8x5 blocks: NIQE's 37-block limit passes
         image = np.asarray(Image.open(write_png(reference / f"im{seed}.png", height, width, seed=seed)))
         Image.fromarray(_degrade(image, seed)).save(reconstructions / f"im{seed}.png")
     out = tmp_path / "niqe.csv"
@@ -131,6 +133,42 @@ def test_niqe_columns_score_both_the_reconstruction_and_its_reference(tmp_path: 
         assert summary[metric][0] == pytest.approx(per_image[metric].mean())
         assert summary[f"{metric}_ci_lo"][0] <= summary[metric][0] <= summary[f"{metric}_ci_hi"][0]
     assert not any(column.endswith("_backbone") for column in summary.columns)  # no network ran
+    assert summary["niqe_model"][0] == "matlab"
+
+
+def test_images_too_small_for_niqe_are_nan_with_one_warning_per_table(tmp_path: Path) -> None:
+    """Three 256 px crops (2x2 blocks) and one 768x480 image: the crops get NaN, the table one warning."""
+    reference = tmp_path / "reference"
+    for seed, (height, width) in enumerate([(256, 256)] * 3 + [(480, 768)]):
+        write_png(reference / f"im{seed}.png", height, width, seed=seed)
+    only_niqe = ["--no-lpips", "--no-dists", "--no-fid", "--no-swd", "--no-download"]
+    with pytest.warns(UserWarning) as caught:
+        assert _run(reference, reference, tmp_path / "niqe.csv", *only_niqe) == 0
+    size_warnings = [w for w in caught if "37 whole 96x96 blocks" in str(w.message)]
+    assert len(size_warnings) == 1 and "3 of 4 images" in str(size_warnings[0].message)
+    per_image = pd.read_csv(tmp_path / "niqe.csv").set_index("image")
+    assert per_image.loc[["im0", "im1", "im2"], ["niqe", "niqe_reference"]].isna().all().all()
+    assert np.isfinite(per_image.loc["im3", ["niqe", "niqe_reference"]].astype(float)).all()
+
+
+def test_niqe_model_is_needed_only_by_images_large_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No cache, no download, no mirror: 256 px crops still get their (NaN) table; a full-size image
+    stops the run with one line naming the model file, before any table is written."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("BENCH_DATA_MIRROR")
+    only_niqe = ["--no-lpips", "--no-dists", "--no-fid", "--no-swd", "--no-download"]
+    small = tmp_path / "small"
+    write_png(small / "im0.png", 256, 256)
+    with pytest.warns(UserWarning, match="37 whole"):
+        assert _run(small, small, tmp_path / "small.csv", *only_niqe) == 0
+    assert pd.read_csv(tmp_path / "small.csv")["niqe"].isna().all()
+    large = tmp_path / "large"
+    write_png(large / "im0.png", 480, 768)
+    code = _run(large, large, tmp_path / "large.csv", *only_niqe)
+    _assert_error(capsys, code, "niqe_pris_params.npz is not in", "download_weights is off", "BENCH_DATA_MIRROR")
+    assert not (tmp_path / "large.csv").exists()
 
 
 def _assert_error(capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> None:
@@ -179,6 +217,7 @@ def test_missing_weights_without_permission_is_one_error(
 
 
 @pytest.mark.parametrize(("label", "fragment"), [("dataset", "KEY=VALUE"), ("psnr=1", "overwrite"),
+                                                 ("fid_hific_p256=1", "overwrite"), ("niqe_model=x", "overwrite"),
                                                  ("a b=1", "identifier"), ("x=1", "twice")])  # fmt: skip
 def test_bad_labels_are_rejected(
     folders: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str, fragment: str

@@ -16,6 +16,7 @@ from bench.metrics.distribution import (
     kernel_distance,
     patch_count,
 )
+from bench.metrics.columns import parse_protocol_column, patch_label, protocol_column
 from bench.metrics.weights import BACKBONES, ResolvedBackbone
 from bench.utils import BenchError
 
@@ -110,7 +111,7 @@ def test_patch_fid_accumulates_and_warns_on_few_patches(inception: InceptionFeat
     assert fid.update(images, _noisy(images, 20, seed=0)) == 2
     result = fid.compute()
     assert result["n_patches"] == 2 and result["kid_subset_size"] == 2
-    assert math.isfinite(result["fid"]) and math.isfinite(result["kid"])
+    assert math.isfinite(result["fid_hific_p32"]) and math.isfinite(result["kid_hific_p32"])
     assert "2048 feature dims" in result["fid_warning"] and "kid_subset_size 1000 > 2" in result["fid_warning"]
 
 
@@ -119,5 +120,31 @@ def test_too_few_patches_give_nan_and_a_warning_not_a_crash(inception: Inception
     images = _smooth_images(1, 48, 80, seed=0)  # shorter than one patch: nothing to cut
     assert fid.update(images, images) == 0
     result = fid.compute()
-    assert math.isnan(result["fid"]) and math.isnan(result["kid"])
+    assert math.isnan(result["fid_hific_p64"]) and math.isnan(result["kid_hific_p64"])
     assert result["n_patches"] == 0 and "at least 2" in result["fid_warning"]
+
+
+@pytest.mark.parametrize(("protocol", "size"), [("hific", 256), ("hific", 128), ("nonoverlap", 256)])
+def test_columns_name_protocol_and_patch_size(inception: InceptionFeatures, protocol: str, size: int) -> None:
+    """No column may pass a 128 px or single-grid FID off as the literature's FID/256 (hific, 256 px)."""
+    fid = PatchFID(inception, patch_size=size, protocol=protocol, batch_size=4)
+    names = {name for name in fid.compute() if parse_protocol_column(name)}
+    assert names == {f"{metric}_{protocol}_p{size}" for metric in ("fid", "kid", "kid_std")}
+    assert "fid" not in fid.compute() and protocol_column("fid", "hific", 256) == "fid_hific_p256"
+    assert parse_protocol_column("kid_std_nonoverlap_p64") == ("kid_std", "nonoverlap", 64)
+    assert parse_protocol_column("fid") is None and parse_protocol_column("fid_other_p64") is None
+    assert patch_label("hific", 256) == "/256" and patch_label("hific", 128) == " (128 px, hific)"
+
+
+def test_kid_std_is_reported_only_when_subsets_differ(inception: InceptionFeatures) -> None:
+    """With the subset size at the patch count every subset is the same set: its std (0) measures nothing."""
+    images = _smooth_images(2, 32, 128, seed=5)  # 4 patches of 32 px per image, 8 in all
+    noisy = _noisy(images, 20, seed=1)
+    results = {}
+    for subset in (None, 8, 4):  # None: min(1000, 8) = 8, every patch
+        fid = PatchFID(inception, patch_size=32, protocol="nonoverlap", batch_size=8, kid_subset_size=subset)
+        fid.update(images, noisy)
+        results[subset] = fid.compute()
+    assert math.isnan(results[None]["kid_std_nonoverlap_p32"]) and math.isnan(results[8]["kid_std_nonoverlap_p32"])
+    assert results[4]["kid_subset_size"] == 4 and results[4]["kid_std_nonoverlap_p32"] > 0
+    assert all(math.isfinite(result["kid_nonoverlap_p32"]) for result in results.values())

@@ -113,6 +113,49 @@ def test_published_points_stay_off_random_backbone_axes() -> None:
     assert any(line.get_marker() == "*" for line in lpips_axes.get_lines())
 
 
+def _fid_named(table: pd.DataFrame, protocol: str, size: int) -> pd.DataFrame:
+    """The table as `python -m bench metrics` writes it: FID under its protocol-named column."""
+    return table.rename(columns={"fid": f"fid_{protocol}_p{size}"})
+
+
+@pytest.mark.parametrize(
+    ("protocol", "size", "label"),
+    [
+        ("hific", 256, "FID/256 ↓"),
+        ("hific", 128, "FID (128 px, hific) ↓"),
+        ("nonoverlap", 256, "FID (256 px, nonoverlap) ↓"),
+    ],
+)
+def test_fid_axes_name_the_patch_protocol_and_size(tmp_path: Path, protocol: str, size: int, label: str) -> None:
+    path = tmp_path / "summary.csv"
+    _fid_named(summary_table("real"), protocol, size).to_csv(path, index=False)
+    table = load_summary(path)
+    assert label in _labels(plot_rdp(table).figure) and label in _labels(plot_tradeoff(table).figure)
+
+
+def test_published_fid256_stays_off_other_patch_axes() -> None:
+    published = load_published("div2k-valid")
+    assert published["fid"].notna().any()  # HiFiC's FID/256
+
+    def fid_panel(size: int) -> tuple[Figure, Axes]:
+        table = _fid_named(summary_table("real", dataset="div2k-valid"), "hific", size)
+        figure = plot_rdp(table, published).figure
+        (axes,) = [ax for ax in figure.axes if ax.get_ylabel().startswith("FID")]
+        return figure, axes
+
+    figure, axes = fid_panel(128)
+    assert all(line.get_marker() != "*" for line in axes.get_lines())
+    assert "published FID/256 not drawn: ours is FID (128 px, hific)" in _notes(figure)
+    figure, axes = fid_panel(256)
+    assert any(line.get_marker() == "*" for line in axes.get_lines())
+
+
+def test_a_table_mixing_fid_patch_sizes_is_refused() -> None:
+    table = _fid_named(summary_table(), "hific", 128).assign(fid_hific_p256=1.0)
+    with pytest.raises(BenchError, match="128 px hific, 256 px hific"):
+        plot_rdp(table)
+
+
 def test_the_same_method_has_the_same_colour_in_every_figure() -> None:
     table = summary_table()
     rdp = _legend_colors(plot_rdp(table).figure)

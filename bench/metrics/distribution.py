@@ -8,6 +8,10 @@ protocol is written once, here, by name:
 - ``hific``: that grid plus a second one shifted by ``patch_size // 2`` in both axes (HiFiC's FID/256,
   Mentzer et al. 2020; NeuralCompression's ``update_patch_fid``).
 
+The summary columns carry the protocol and patch size in their names, ``fid_hific_p256``,
+``kid_hific_p256``, ``kid_std_hific_p256`` (:func:`bench.metrics.columns.protocol_column`): only
+HiFiC's grids at 256 px are the literature's FID/256, and a value on 128 px patches is on another scale.
+
 Patches that would cross the image border are dropped. For a 768×512 Kodak image and 256 px patches the
 first grid holds 3×2 = 6 patches and the shifted grid 2×1 = 2, so Kodak (24 images, either orientation)
 gives 144 patches under ``nonoverlap`` and 192 under ``hific``.
@@ -33,10 +37,10 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
+from bench.metrics.columns import PATCH_METRICS, PROTOCOLS, protocol_column
 from bench.metrics.weights import Provenance, ResolvedBackbone, seeded_random_init
 from bench.utils import BenchError
 
-PROTOCOLS: tuple[str, ...] = ("hific", "nonoverlap")
 INCEPTION_FEATURE = "2048"
 FEATURE_DIM = 2048
 KID_MAX_SUBSET_SIZE = 1000  # torch-fidelity's default subset size
@@ -165,10 +169,11 @@ class PatchFID:
     """Accumulates Inception features of reference and reconstruction patches; reports FID and KID.
 
     ``update`` takes equal-shape batches as they stream by (so memory holds features, not images) and
-    ``compute`` returns the summary columns ``fid``, ``kid``, ``kid_std``, ``n_patches``,
-    ``kid_subset_size`` and ``fid_warning`` (empty when the numbers are trustworthy). KID averages 100
-    random subsets of ``min(kid_subset_size or 1000, n_patches)`` patches; when that is every patch (Kodak's
-    192), all subsets are the same set and ``kid_std`` is 0.
+    ``compute`` returns the summary columns ``fid``, ``kid`` and ``kid_std`` (named by
+    :func:`protocol_column`), ``n_patches``, ``kid_subset_size`` and ``fid_warning`` (empty when the
+    numbers are trustworthy). KID averages 100 random subsets of ``min(kid_subset_size or 1000,
+    n_patches)`` patches; when that is every patch (Kodak's 192), all subsets are the same set, their
+    spread measures nothing and ``kid_std`` is NaN.
     """
 
     def __init__(
@@ -207,23 +212,18 @@ class PatchFID:
         reference = torch.cat(self._reference) if self._reference else torch.empty((0, FEATURE_DIM))
         reconstruction = torch.cat(self._reconstruction) if self._reconstruction else torch.empty((0, FEATURE_DIM))
         n = reference.shape[0]
-        result: dict[str, float | int | str] = {
-            "fid": math.nan,
-            "kid": math.nan,
-            "kid_std": math.nan,
-            "n_patches": n,
-            "kid_subset_size": 0,
-            "fid_warning": "",
-        }
+        values = dict.fromkeys(PATCH_METRICS, math.nan)
+        result: dict[str, float | int | str] = {"n_patches": n, "kid_subset_size": 0, "fid_warning": ""}
         if n < 2:
             result["fid_warning"] = (
                 f"only {n} patch(es) of {self.patch_size} px: FID/KID need at least 2 (use larger images, "
                 "more images or a smaller metrics.patch_size)"
             )
-            return result
+            return self._named(values) | result
         subset = min(self.kid_subset_size or KID_MAX_SUBSET_SIZE, n)
-        result["fid"] = frechet_distance(reference, reconstruction)
-        result["kid"], result["kid_std"] = kernel_distance(reference, reconstruction, subset, self.seed)
+        values["fid"] = frechet_distance(reference, reconstruction)
+        values["kid"], kid_std = kernel_distance(reference, reconstruction, subset, self.seed)
+        values["kid_std"] = kid_std if subset < n else math.nan  # identical subsets: no spread to report
         result["kid_subset_size"] = subset
         notes = []
         if n < FEATURE_DIM:
@@ -234,5 +234,9 @@ class PatchFID:
         if self.kid_subset_size is not None and self.kid_subset_size > n:
             notes.append(f"kid_subset_size {self.kid_subset_size} > {n} patches, used {n}")
         result["fid_warning"] = "; ".join(notes)
-        return result
+        return self._named(values) | result
+
+    def _named(self, values: dict[str, float]) -> dict[str, float]:
+        """``{"fid": v, ...}`` under the protocol-named column names."""
+        return {protocol_column(name, self.protocol, self.patch_size): value for name, value in values.items()}
 

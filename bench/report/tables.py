@@ -14,11 +14,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.metrics.columns import parse_protocol_column, protocol_column
 from bench.points import KNOB_DEFAULTS, parse_point
-from bench.report.style import KNOB_STYLES, METRICS, method_color, method_key, method_marker, method_name, shade
+from bench.report.style import (
+    KNOB_STYLES,
+    METRICS,
+    axis_label,
+    method_color,
+    method_key,
+    method_marker,
+    method_name,
+    shade,
+)
 from bench.utils import BenchError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("dataset", "point", "bpp")
+FIGURE_PATCH_METRICS: tuple[str, ...] = ("fid", "kid")
+"""Patch metrics the figures draw, from the protocol-named columns (see :mod:`bench.metrics.columns`)."""
 POINT_COLUMNS: tuple[str, ...] = ("decoder", "sampler", "steps", "eta", *KNOB_DEFAULTS)
 
 
@@ -133,7 +145,40 @@ def load_summary(path: str | Path, dataset: str | None = None) -> pd.DataFrame:
     rows = table[table["dataset"].astype(str) == dataset]
     if rows.empty:
         raise BenchError(f"summary table {path} has no rows for dataset {dataset!r}; it holds {datasets}")
-    return with_point_columns(rows.reset_index(drop=True))
+    return with_patch_metrics(with_point_columns(rows.reset_index(drop=True)))
+
+
+def patch_protocol(table: pd.DataFrame) -> tuple[str, int] | None:
+    """(protocol, patch size) of a table's FID/KID columns (``fid_hific_p128`` → ``("hific", 128)``);
+    None for a table without such columns (published baselines, tables written by hand).
+
+    FIDs of different protocols or patch sizes are on different scales, so a table mixing them is a
+    BenchError rather than one curve through incomparable numbers.
+    """
+    found = {
+        parsed[1:]
+        for column in table.columns
+        if (parsed := parse_protocol_column(str(column))) and parsed[0] in FIGURE_PATCH_METRICS
+    }
+    if len(found) > 1:
+        listing = ", ".join(f"{size} px {protocol}" for protocol, size in sorted(found))
+        raise BenchError(f"the table mixes FID/KID on different patches ({listing}); plot one configuration's table")
+    return found.pop() if found else None
+
+
+def with_patch_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with ``fid``/``kid`` columns for the figures, copied from its protocol-named ones."""
+    patches = patch_protocol(table)
+    if patches is None:
+        return table
+    named = {metric: protocol_column(metric, *patches) for metric in FIGURE_PATCH_METRICS}
+    return table.assign(**{metric: table[column] for metric, column in named.items() if column in table.columns})
+
+
+def metric_axis_label(table: pd.DataFrame, metric: str) -> str:
+    """:func:`bench.report.style.axis_label` of ``metric`` as ``table`` measured it (backbone, FID patches)."""
+    patches = patch_protocol(table) if metric in FIGURE_PATCH_METRICS else None
+    return axis_label(metric, random_backbone=random_backbone(table, metric), patches=patches)
 
 
 def random_backbone(table: pd.DataFrame, metric: str) -> bool:
