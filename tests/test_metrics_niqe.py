@@ -252,13 +252,13 @@ def _record_downloads(monkeypatch: pytest.MonkeyPatch, serve: Path | None) -> li
     """Replace the download helper: copies ``serve`` to the destination, or fails like an offline machine."""
     urls: list[str] = []
 
-    def fake(url: str, dest: Path) -> None:
+    def fake(url: str, dest: Path, **_: object) -> None:
         urls.append(url)
         if serve is None:
             raise BenchError(f"could not download {url} (offline)")
         shutil.copyfile(serve, dest)
 
-    monkeypatch.setattr(niqe_module, "_download", fake)
+    monkeypatch.setattr(niqe_module, "fetch_url", fake)
     return urls
 
 

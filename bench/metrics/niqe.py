@@ -72,7 +72,9 @@ import scipy.linalg
 import scipy.ndimage
 import scipy.special
 
-from bench.data import _download, mirror_root
+from bench.data import mirror_root
+from bench.download import download as fetch_url
+from bench.download import sha256_is
 from bench.metrics.weights import checkpoint_dir
 from bench.utils import BenchError, sha256_file
 
@@ -283,7 +285,8 @@ def model_file(source: PristineModelSource, *, download: bool, mirror: str | os.
     if download:
         cached.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _download(source.url, cached)
+            fetch_url(source.url, cached, check=sha256_is(source.sha256),
+                      fix=f"put {source.filename} into {cached.parent} or set BENCH_DATA_MIRROR")
             return cached
         except BenchError as err:
             logger.info("%s", err)
