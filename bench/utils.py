@@ -15,10 +15,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported inside the functions that use it: the Snakefile parse and every
+    import torch  # CLI call import this module, and importing torch costs seconds
 
 
 class BenchError(RuntimeError):
@@ -81,6 +83,8 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
 
     Used to tie a bitstream or a table row to the exact weights that produced it.
     """
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
@@ -93,6 +97,8 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -102,6 +108,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     """torch's global CPU (and CUDA) RNG state, plus ``generator``'s: what a resumable run saves."""
+    import torch
+
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if generator is not None:
         state["generator"] = generator.get_state()
@@ -112,6 +120,8 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     """Restore what :func:`rng_state` saved, so a resumed run draws the same numbers."""
+    import torch
+
     torch.set_rng_state(state["torch"])
     if generator is not None:
         generator.set_state(state["generator"])
@@ -121,6 +131,8 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so runs repeat."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -148,6 +160,8 @@ def code_version() -> str:
 
 def device_description(device: torch.device) -> str:
     """Human-readable device name for provenance columns (e.g. ``cuda:NVIDIA H100`` or ``cpu``)."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"
