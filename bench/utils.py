@@ -10,8 +10,10 @@ import contextlib
 import functools
 import hashlib
 import os
+import io
 import random
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -88,6 +90,7 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
+        t = t.reshape(1) if t.dim() == 0 else t  # a 0-dim tensor (BatchNorm's step count) has no byte view
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
@@ -165,3 +168,29 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"
+
+
+LOG_PROGRESS_INTERVAL_S = 30.0
+"""How often a progress bar writes a line into a job's log file (on a terminal it redraws as usual)."""
+
+
+class _LogLines(io.TextIOBase):
+    """Where tqdm writes when stderr is a file: each redraw (``\\r`` + bar) becomes one line of its own,
+    so a Snakemake job log reads as a list of timestamped states instead of one line of carriage returns."""
+
+    def write(self, text: str) -> int:
+        for part in text.replace("\r", "\n").split("\n"):
+            if part.strip():
+                sys.stderr.write(part.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def progress_options() -> dict[str, Any]:
+    """tqdm keyword arguments for a long step's bar: the usual bar on a terminal; in a log file one
+    line (count, rate, elapsed and ETA, postfix) every :data:`LOG_PROGRESS_INTERVAL_S` seconds."""
+    if sys.stderr.isatty():
+        return {"file": sys.stderr}
+    return {"file": _LogLines(), "mininterval": LOG_PROGRESS_INTERVAL_S, "ascii": True, "ncols": 100}

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from bench.codec.model import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
 from bench.data import RandomCrops, crop_batches
-from bench.utils import BenchError, resolve_device, rng_state, seed_everything, set_rng_state
+from bench.utils import BenchError, progress_options, resolve_device, rng_state, seed_everything, set_rng_state
 
 # Settings that may change between a kill and the resumed run without changing the result.
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
@@ -146,7 +146,7 @@ def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLik
     partial = partial_path(out)
     step = _resume(partial, cfg, net, optimizers) if partial.is_file() else 0
     batches = _batches(images, cfg, skip=step)
-    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it") as bar:
+    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it", **progress_options()) as bar:
         while step < cfg.steps:
             stats = _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip)
             step += 1

@@ -48,7 +48,7 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.utils import BenchError, atomic_path, code_version, rng_state, seed_everything, set_rng_state
+from bench.utils import BenchError, atomic_path, code_version, progress_options, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ def train_decoder(
         log.info("resuming %s from step %d", partial, run.step)
     schedule = model.noise_schedule(respacing=None)
     batches = _batches(images, cfg, skip=run.step)
-    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar:
+    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it", **progress_options()) as bar:
         while run.step < cfg.steps:
             batch = prepare_batch(codec, next(batches).to(device))
             stats = _train_step(run, schedule, batch, cfg, lpips_net, rho)

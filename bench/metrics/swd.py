@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from bench.utils import BenchError, resolve_device
+from bench.utils import BenchError, progress_options, resolve_device
 
 PATCH_SIZE = 7
 """Side of the square neighbourhoods (7×7×3 descriptors, as in the paper)."""
@@ -187,7 +187,7 @@ def _descriptors(
     offsets = torch.arange(-half, half + 1, device=device)
     per_level: list[list[Tensor]] = [[] for _ in range(levels)]
     counts = _split_budget(budget, len(images))
-    for image, count in zip(tqdm(images, desc=f"SWD {label}", leave=False, disable=None), counts):
+    for image, count in zip(tqdm(images, desc=f"SWD {label}", leave=False, **progress_options()), counts):
         tensor = torch.tensor(image, dtype=torch.float32, device=device).permute(2, 0, 1).unsqueeze(0)
         for level, band in enumerate(laplacian_pyramid(tensor, levels)):
             band = band[0]
