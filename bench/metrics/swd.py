@@ -36,6 +36,7 @@ same patch budget, level count and seed, since the sampling floor falls roughly 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -219,10 +220,11 @@ def _random_directions(repeats: int, dim: int, count: int, generator: torch.Gene
 def _sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> float:
     """Mean over directions of the 1-D Wasserstein-1 distance between the projections of ``a`` and ``b`` (N×D each)."""
     distances = []
-    for repeat in directions:
-        proj_a = _sorted_rows(repeat.T @ a.T)
-        proj_b = _sorted_rows(repeat.T @ b.T)
-        distances.append((proj_a - proj_b).abs().mean())
+    # NumPy's sort is single-threaded but releases the GIL: the two sets sort side by side on 2 cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for repeat in directions:
+            proj_a, proj_b = pool.map(_sorted_rows, (repeat.T @ a.T, repeat.T @ b.T))
+            distances.append((proj_a - proj_b).abs().mean())
     return float(torch.stack(distances).mean())
 
 
