@@ -23,6 +23,7 @@ PNGs are measured exactly like ours.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -260,6 +261,25 @@ class _Meters:
         return {key: value for key, value in self.backbones.items() if key != "fid_backbone"}
 
 
+class Stopwatch:
+    """Seconds spent per named part of a run, summed over calls: the log's per-metric timing line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def summary(self) -> str:
+        """``name 1.2 s, ...``, slowest first."""
+        return ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
+
+
 def _measure(
     loaded: Sequence[tuple[np.ndarray, np.ndarray]],
     rows: Sequence[dict[str, Any]],
@@ -267,24 +287,30 @@ def _measure(
     batch_size: int,
     device: torch.device,
     reference_features: Sequence[Tensor] | None = None,
+    clock: Stopwatch | None = None,
 ) -> None:
     """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch (with the
-    reference patches' features of each batch taken from ``reference_features`` when given)."""
+    reference patches' features of each batch taken from ``reference_features`` when given), timing
+    each metric on ``clock``."""
+    clock = clock or Stopwatch()
     with tqdm(total=len(loaded), desc="metrics", unit="image", **progress_options()) as progress:
         for number, indices in enumerate(shape_batches([reference.shape for reference, _ in loaded], batch_size)):
             reference = _to_batch([loaded[i][0] for i in indices], device)
             reconstruction = _to_batch([loaded[i][1] for i in indices], device)
-            values = {"psnr": psnr(reference, reconstruction), "ms_ssim": ms_ssim(reference, reconstruction)}
-            for name, network in meters.networks.items():
-                values[name] = network(reference, reconstruction).cpu()
+            values = {}
+            for name, function in {"psnr": psnr, "ms_ssim": ms_ssim, **meters.networks}.items():
+                with clock(name):
+                    values[name] = function(reference, reconstruction).cpu()
             if meters.patch_fid is not None:
                 cached = None if reference_features is None else reference_features[number]
-                meters.patch_fid.update(reference, reconstruction, cached)
+                with clock("fid features"):
+                    meters.patch_fid.update(reference, reconstruction, cached)
             for position, index in enumerate(indices):
                 rows[index].update({name: float(value[position]) for name, value in values.items()})
                 if meters.niqe is not None:
-                    rows[index]["niqe"] = float(meters.niqe(loaded[index][1]))
-                    rows[index]["niqe_reference"] = float(meters.niqe(loaded[index][0]))
+                    with clock("niqe"):
+                        rows[index]["niqe"] = float(meters.niqe(loaded[index][1]))
+                        rows[index]["niqe_reference"] = float(meters.niqe(loaded[index][0]))
             progress.update(len(indices))
 
 
@@ -304,9 +330,12 @@ def evaluate(
     if not pairs:
         raise BenchError("no image pairs to measure")
     device = resolve_device(options.device)
-    started = time.perf_counter()
-    loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False, **progress_options())]
-    meters = _Meters.build(options, device)
+    started, clock = time.perf_counter(), Stopwatch()
+    with clock("reading"):
+        loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False,
+                                                     **progress_options())]  # fmt: skip
+    with clock("backbones"):
+        meters = _Meters.build(options, device)
     rows: list[dict[str, Any]] = []
     for pair, (reference, _) in zip(pairs, loaded):
         height, width = reference.shape[:2]
@@ -324,20 +353,22 @@ def evaluate(
         batches = sum(1 for _ in shape_batches([r.shape for r, _ in loaded], options.batch_size))
         cached = cached if cached is not None and len(cached) == batches else None
         logger.info("reference Inception features: %s %s", "read from" if cached else "computing for", cache_file)
-    _measure(loaded, rows, meters, options.batch_size, device, cached)
+    _measure(loaded, rows, meters, options.batch_size, device, cached, clock)
     if cache_file is not None and cached is None:
         save_reference_features(cache_file, meters.patch_fid.reference_batches)
 
     dataset_level: dict[str, Any] = {}
     if meters.patch_fid is not None:
-        dataset_level.update(meters.patch_fid.compute())
+        with clock("fid/kid"):
+            dataset_level.update(meters.patch_fid.compute())
         dataset_level.update(fid_protocol=options.fid_protocol, patch_size=options.patch_size)
     if options.swd:
         references, reconstructions = zip(*loaded)
         patches = options.swd_patches_per_level or SWD_DEFAULT_PATCHES
-        dataset_level.update(
-            swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
-        )
+        with clock("swd"):
+            dataset_level.update(
+                swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
+            )
         dataset_level["swd_patches_per_level"] = patches
     elapsed = time.perf_counter() - started
     logger.info("measured %d images in %.1f s (%.2f s/image) on %s", len(pairs), elapsed, elapsed / len(pairs), device)
@@ -345,10 +376,13 @@ def evaluate(
     provenance = {"code_version": code_version(), "config_hash": config_hash, "device": device_description(device)}
     per_image = pd.DataFrame([{**labels, **row, **meters.image_backbones, **provenance} for row in rows])
     measured = [c for c in ("bpp", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference") if c in per_image]
+    with clock("bootstrap"):
+        means = summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed)
+    logger.info("time per part: %s", clock.summary())
     summary = {
         **labels,
         "n_images": len(pairs),
-        **summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed),
+        **means,
         **dataset_level,
         **meters.backbones,
         "bootstrap": options.bootstrap,
