@@ -20,16 +20,32 @@ COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench
                                    "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report",
                                    "bench.perf")
 
+# Each subcommand's module: a run imports only that one (torch, torch-fidelity and matplotlib cost seconds
+# per call, and every Snakemake job is one call); ``--help`` and unknown commands import them all.
+COMMAND_MODULE: dict[str, str] = {
+    "datasets": "bench.data", "encode": "bench.codec.commands", "train-msh": "bench.codec.commands",
+    "export-msh": "bench.codec.commands", "decode": "bench.decode", "metrics": "bench.metrics.cli",
+    "train-decoder": "bench.diffusion.train", "jpeg": "bench.baselines.jpeg", "byo-check": "bench.baselines.byo",
+    "tables": "bench.tables", "report": "bench.report", "perf": "bench.perf",
+}  # fmt: skip
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every part's subcommands."""
+
+def _requested_command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first argument that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with ``command``'s module's subcommands, or with every part's when ``command`` is
+    ``None`` or unknown (so ``--help`` lists them all and a typo gets argparse's full choice list)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="rdp-bench: rate-distortion-perception benchmark of learned image codecs with diffusion decoders.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    modules = (COMMAND_MODULE[command],) if command in COMMAND_MODULE else COMMAND_MODULES
+    for name in modules:
         importlib.import_module(name).add_commands(subparsers)
     return parser
 
@@ -46,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     disk, a missing permission), also one chained behind another library's error, is one line
     naming the path and the fix. SIGTERM prints one line and exits 143 (128 + SIGTERM).
     """
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_requested_command(argv)).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

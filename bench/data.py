@@ -27,14 +27,17 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from bench.download import Check, NotFound, download, is_url
 from bench.utils import BenchError, atomic_path, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +442,7 @@ def prepare_eval(
     return written
 
 
-class RandomCrops(torch.utils.data.IterableDataset):
+class RandomCrops:
     """An endless, deterministic stream of random ``crop``×``crop`` RGB crops in [0, 1] (CHW float).
 
     Images are decoded once and kept in memory (training sets here are small); the crop positions
@@ -448,7 +451,6 @@ class RandomCrops(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], crop: int, seed: int = 0) -> None:
-        super().__init__()
         if not paths:
             raise BenchError("no training images given")
         self.images = [load_rgb(p) for p in paths]
@@ -459,6 +461,8 @@ class RandomCrops(torch.utils.data.IterableDataset):
         self.seed = seed
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        import torch  # here, not at module level: the Snakefile imports this module (DATASETS) at parse time
+
         rng = np.random.default_rng(self.seed)
         while True:
             image = self.images[rng.integers(len(self.images))]
@@ -470,6 +474,8 @@ class RandomCrops(torch.utils.data.IterableDataset):
 
 def crop_batches(dataset: RandomCrops, batch_size: int) -> Iterator[torch.Tensor]:
     """Group a crop stream into ``[batch_size, 3, crop, crop]`` tensors."""
+    import torch
+
     stream = iter(dataset)
     while True:
         yield torch.stack([next(stream) for _ in range(batch_size)])

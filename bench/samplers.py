@@ -64,7 +64,7 @@ from tqdm import tqdm
 from bench.diffusion.latent_decoder import NUM_STAGES
 from bench.diffusion.schedule import NoiseSchedule
 from bench.points import check_knobs
-from bench.utils import BenchError
+from bench.utils import BenchError, progress_options
 
 # The decoder's ``prediction_type`` names → diffusers' names (the same words today; the map is the
 # single place that would change if either side renamed one).
@@ -471,6 +471,7 @@ def denoise_loop(
         unit="step",
         leave=False,
         disable=not progress,
+        **progress_options(),
     ):
         out = denoise(x, torch.full((x.shape[0],), model_t, dtype=torch.long, device=x.device))
         if not plan.reads_variance:

@@ -13,18 +13,22 @@ import functools
 import hashlib
 import logging
 import os
+import io
 import random
 import socket
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported inside the functions that use it: the Snakefile parse and every
+    import torch  # CLI call import this module, and importing torch costs seconds
 
 log = logging.getLogger(__name__)
 
@@ -273,12 +277,16 @@ def output_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)
         os.close(fd)
+
+
 def atomic_torch_save(payload: Any, dest: str | os.PathLike) -> None:
     """``torch.save(payload)`` to ``dest`` atomically, through a Python file object.
 
     Given a path, torch writes with its own C++ stream and a full disk surfaces as a bare
     "unexpected pos" RuntimeError; through a file object the ENOSPC OSError is kept as its context.
     """
+    import torch
+
     with atomic_path(dest) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)
 
@@ -309,9 +317,12 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
 
     Used to tie a bitstream or a table row to the exact weights that produced it.
     """
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
+        t = t.reshape(1) if t.dim() == 0 else t  # a 0-dim tensor (BatchNorm's step count) has no byte view
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
@@ -321,6 +332,8 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -330,6 +343,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     """torch's global CPU (and CUDA) RNG state, plus ``generator``'s: what a resumable run saves."""
+    import torch
+
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if generator is not None:
         state["generator"] = generator.get_state()
@@ -340,6 +355,8 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     """Restore what :func:`rng_state` saved, so a resumed run draws the same numbers."""
+    import torch
+
     torch.set_rng_state(state["torch"])
     if generator is not None:
         generator.set_state(state["generator"])
@@ -349,6 +366,8 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so runs repeat."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -376,6 +395,37 @@ def code_version() -> str:
 
 def device_description(device: torch.device) -> str:
     """Human-readable device name for provenance columns (e.g. ``cuda:NVIDIA H100`` or ``cpu``)."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"
+
+
+LOG_PROGRESS_INTERVAL_S = 30.0
+PROGRESS_INTERVAL_ENV = "BENCH_PROGRESS_INTERVAL_S"
+"""How often a progress bar writes a line into a job's log file (on a terminal it redraws as usual)."""
+
+
+class _LogLines(io.TextIOBase):
+    """Where tqdm writes when stderr is a file: each redraw (``\\r`` + bar) becomes one line of its own,
+    so a Snakemake job log reads as a list of timestamped states instead of one line of carriage returns."""
+
+    def write(self, text: str) -> int:
+        for part in text.replace("\r", "\n").split("\n"):
+            if part.strip():
+                sys.stderr.write(part.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def progress_options() -> dict[str, Any]:
+    """tqdm keyword arguments for a long step's bar: the usual bar on a terminal; in a log file one
+    line (count, rate, elapsed and ETA, postfix) every :data:`LOG_PROGRESS_INTERVAL_S` seconds, or
+    every ``$BENCH_PROGRESS_INTERVAL_S`` seconds when that is set (0: every update)."""
+    if sys.stderr.isatty():
+        return {"file": sys.stderr}
+    interval = float(os.environ.get(PROGRESS_INTERVAL_ENV) or LOG_PROGRESS_INTERVAL_S)
+    return {"file": _LogLines(), "mininterval": interval, "ascii": True, "ncols": 100}

@@ -29,7 +29,6 @@ from typing import Any
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from bench.metrics.evaluate import match_images
 from bench.metrics.rates import BPP_COLUMNS, file_bpp, read_bpp_table
 from bench.points import Point, format_point
 from bench.utils import BenchError, atomic_path, short_list
@@ -88,6 +87,8 @@ def check_byo(
     """
     if (bitstreams is None) == (bpp_table is None):
         raise BenchError("give the rate either as a bitstream folder or as a bpp table (exactly one of the two)")
+    from bench.metrics.evaluate import match_images  # torch: not at import (the Snakefile imports this module)
+
     pairs = match_images(reference, reconstructions)
     sizes = {}
     wrong = []

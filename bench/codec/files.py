@@ -22,7 +22,7 @@ from tqdm import tqdm
 from bench.codec.bitstream import Bitstream, unpack
 from bench.codec.msh import MSHCodec, check_stream, decode_latent, encode, load_codec, synthesize_batch
 from bench.data import list_images, load_rgb
-from bench.utils import BenchError, atomic_path, atomic_write_bytes
+from bench.utils import BenchError, atomic_path, atomic_write_bytes, progress_options
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def encode_dir(
     """Encode every PNG of ``src_dir`` to ``out_dir/{name}.bin``; same-size images share a g_a batch."""
     paths = list_images(src_dir)
     results: dict[str, EncodeResult] = {}
-    with tqdm(total=len(paths), desc=f"encode q{codec.quality}", unit="img") as bar:
+    with tqdm(total=len(paths), desc=f"encode q{codec.quality}", unit="img", **progress_options()) as bar:
         for chunk in _chunks(paths, batch_size):
             images = {path: read_image(path) for path in chunk}
             for group in _group_by(chunk, lambda p: tuple(images[p].shape)):
@@ -145,7 +145,7 @@ def decode_dir(
     for path, blob in blobs.items():
         check_stream(codec, unpack(blob, source=str(path)), source=str(path))
     written = []
-    with tqdm(total=len(paths), desc=f"decode q{codec.quality}", unit="img") as bar:
+    with tqdm(total=len(paths), desc=f"decode q{codec.quality}", unit="img", **progress_options()) as bar:
         for chunk in _chunks(paths, batch_size):
             latents = [decode_latent(codec, blobs[path], source=str(path)) for path in chunk]
             for path, image in zip(chunk, synthesize_batch(codec, latents), strict=True):

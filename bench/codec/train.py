@@ -35,6 +35,7 @@ from bench.utils import (
     check_writable,
     deferred_sigterm,
     interrupted_message,
+    progress_options,
     resolve_device,
     rng_state,
     seed_everything,
@@ -155,7 +156,7 @@ def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLik
     check_writable(out)
     step = _resume(partial, cfg, net, optimizers) if partial.is_file() else 0
     batches = _batches(images, cfg, skip=step)
-    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it") as bar, \
+    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it", **progress_options()) as bar, \
             deferred_sigterm() as terminated:
         while step < cfg.steps:
             stats = _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip)

@@ -43,7 +43,7 @@ from bench.codec import (
 from bench.codec.files import read_stream
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
 from bench.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
-from bench.utils import BenchError, atomic_path, code_version, device_description, sha256_file
+from bench.utils import BenchError, atomic_path, code_version, device_description, progress_options, sha256_file
 
 FOLDER_RECORD = "decode_config.json"
 SEED_FIELD = "{seed}"
@@ -251,7 +251,7 @@ def decode_diffusion(
     latents = [decode_latent(codec, read_stream(path), source=str(path)) for path in job.streams]
 
     written: list[Path] = []
-    with tqdm(total=len(latents), desc=f"diffusion {sampler}-{steps}", unit="img") as bar:
+    with tqdm(total=len(latents), desc=f"diffusion {sampler}-{steps}", unit="img", **progress_options()) as bar:
         for indices in _batches(latents, batch_size):
             images = decode_batch(model, codec, [latents[i] for i in indices], plan, job.seeds)
             for row, i in enumerate(indices):

@@ -59,6 +59,7 @@ from bench.utils import (
     code_version,
     deferred_sigterm,
     interrupted_message,
+    progress_options,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -458,7 +459,7 @@ def train_decoder(
         log.info("resuming %s from step %d", partial, run.step)
     schedule = model.noise_schedule()
     batches = _batches(images, cfg, skip=run.step)
-    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it") as bar, \
+    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it", **progress_options()) as bar, \
             deferred_sigterm() as terminated:
         while run.step < cfg.steps:
             batch = prepare_batch(codec, next(batches).to(device))

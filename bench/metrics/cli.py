@@ -49,6 +49,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         options=options,
         labels=parse_labels(args.label),
         config_hash=digest,
+        reference_cache=args.reference_cache,
     )
     return 0
 
@@ -91,4 +92,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-download", action="store_true", help="never download backbone weights")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
+    parser.add_argument(
+        "--reference-cache",
+        metavar="DIR",
+        help="folder that keeps the reference patches' Inception features between runs over the same references "
+        "(computed once per dataset instead of once per point; keyed by pixels, weights and settings)",
+    )
     parser.set_defaults(func=_cmd_metrics)

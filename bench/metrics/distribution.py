@@ -201,11 +201,20 @@ class PatchFID:
         chunks = [self.extractor(chunk).cpu() for chunk in patches.split(self.batch_size)]
         return torch.cat(chunks) if chunks else torch.empty((0, FEATURE_DIM))
 
-    def update(self, reference: Tensor, reconstruction: Tensor) -> int:
-        """Add the patches of one batch of image pairs; returns how many patches each side gained."""
-        self._reference.append(self._features(reference))
+    def update(self, reference: Tensor, reconstruction: Tensor, reference_features: Tensor | None = None) -> int:
+        """Add the patches of one batch of image pairs; returns how many patches each side gained.
+
+        ``reference_features``, when given, are this batch's reference features from an earlier run over
+        the same references (see :attr:`reference_batches`): the reference patches are then not recomputed.
+        """
+        self._reference.append(self._features(reference) if reference_features is None else reference_features)
         self._reconstruction.append(self._features(reconstruction))
         return self._reference[-1].shape[0]
+
+    @property
+    def reference_batches(self) -> list[Tensor]:
+        """The reference features added so far, one tensor per :meth:`update` call."""
+        return list(self._reference)
 
     def compute(self) -> dict[str, float | int | str]:
         """FID/KID of everything added so far, with the patch count and a reliability warning."""

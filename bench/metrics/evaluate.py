@@ -26,6 +26,7 @@ PNGs are measured exactly like ours.
 from __future__ import annotations
 
 import functools
+import contextlib
 import logging
 import math
 import os
@@ -52,10 +53,11 @@ from bench.metrics.fidelity import ms_ssim, psnr
 from bench.metrics.niqe import niqe, pristine_model, size_limit, too_small
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.rates import file_bpp, read_bpp_table
+from bench.metrics.reference_cache import cache_key, cache_path, load_reference_features, save_reference_features
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
 from bench.metrics.swd import swd
 from bench.metrics.weights import resolve_backbones
-from bench.utils import BenchError, code_version, device_description, resolve_device, short_list
+from bench.utils import BenchError, code_version, device_description, progress_options, resolve_device, short_list
 
 logger = logging.getLogger(__name__)
 
@@ -284,26 +286,54 @@ def _niqe_meter(options: MetricsOptions) -> Callable[[np.ndarray], float]:
     return lambda image: niqe(image, model=load())
 
 
+class Stopwatch:
+    """Seconds spent per named part of a run, summed over calls: the log's per-metric timing line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def summary(self) -> str:
+        """``name 1.2 s, ...``, slowest first."""
+        return ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
+
+
 def _measure(
     loaded: Sequence[tuple[np.ndarray, np.ndarray]],
     rows: Sequence[dict[str, Any]],
     meters: _Meters,
     batch_size: int,
     device: torch.device,
+    reference_features: Sequence[Tensor] | None = None,
+    clock: Stopwatch | None = None,
 ) -> None:
     """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch (NIQE
-    first: it is cheap, and a missing pristine model then stops the run before the networks run)."""
+    first: it is cheap, and a missing pristine model then stops the run before the networks run;
+    the reference patches' features of each batch are taken from ``reference_features`` when
+    given), timing each metric on ``clock``."""
+    clock = clock or Stopwatch()
     if meters.niqe is not None:
-        _measure_niqe(loaded, rows, meters.niqe)
-    with tqdm(total=len(loaded), desc="metrics", unit="image") as progress:
-        for indices in shape_batches([reference.shape for reference, _ in loaded], batch_size):
+        with clock("niqe"):
+            _measure_niqe(loaded, rows, meters.niqe)
+    with tqdm(total=len(loaded), desc="metrics", unit="image", **progress_options()) as progress:
+        for number, indices in enumerate(shape_batches([reference.shape for reference, _ in loaded], batch_size)):
             reference = _to_batch([loaded[i][0] for i in indices], device)
             reconstruction = _to_batch([loaded[i][1] for i in indices], device)
-            values = {"psnr": psnr(reference, reconstruction), "ms_ssim": ms_ssim(reference, reconstruction)}
-            for name, network in meters.networks.items():
-                values[name] = network(reference, reconstruction).cpu()
+            values = {}
+            for name, function in {"psnr": psnr, "ms_ssim": ms_ssim, **meters.networks}.items():
+                with clock(name):
+                    values[name] = function(reference, reconstruction).cpu()
             if meters.patch_fid is not None:
-                meters.patch_fid.update(reference, reconstruction)
+                cached = None if reference_features is None else reference_features[number]
+                with clock("fid features"):
+                    meters.patch_fid.update(reference, reconstruction, cached)
             for position, index in enumerate(indices):
                 rows[index].update({name: float(value[position]) for name, value in values.items()})
             progress.update(len(indices))
@@ -336,16 +366,22 @@ def evaluate(
     *,
     labels: Mapping[str, str] | None = None,
     config_hash: str = "",
+    reference_cache: str | os.PathLike | None = None,
 ) -> MetricsTables:
-    """Measure every pair and return both tables (nothing is written)."""
+    """Measure every pair and return both tables (nothing is written but the reference feature cache:
+    with ``reference_cache``, a folder, the reference patches' Inception features are read from there
+    when an earlier run over the same references left them, else computed and left there)."""
     labels = dict(labels or {})
     check_labels(labels)
     if not pairs:
         raise BenchError("no image pairs to measure")
     device = resolve_device(options.device)
-    started = time.perf_counter()
-    loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False)]
-    meters = _Meters.build(options, device)
+    started, clock = time.perf_counter(), Stopwatch()
+    with clock("reading"):
+        loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False,
+                                                     **progress_options())]  # fmt: skip
+    with clock("backbones"):
+        meters = _Meters.build(options, device)
     rows: list[dict[str, Any]] = []
     for pair, (reference, _) in zip(pairs, loaded):
         height, width = reference.shape[:2]
@@ -354,18 +390,31 @@ def evaluate(
             rows[-1]["bpp"] = file_bpp(pair.bitstream, height, width)
         elif pair.bpp is not None:
             rows[-1]["bpp"] = pair.bpp
-    _measure(loaded, rows, meters, options.batch_size, device)
+    cached, cache_file = None, None
+    if meters.patch_fid is not None and reference_cache is not None:
+        settings = {"patch_size": options.patch_size, "protocol": options.fid_protocol, "batch_size": options.batch_size,
+                    "device": str(device), "stems": [pair.stem for pair in pairs]}  # fmt: skip
+        cache_file = cache_path(reference_cache, cache_key([r for r, _ in loaded], meters.patch_fid.extractor, settings))
+        cached = load_reference_features(cache_file)
+        batches = sum(1 for _ in shape_batches([r.shape for r, _ in loaded], options.batch_size))
+        cached = cached if cached is not None and len(cached) == batches else None
+        logger.info("reference Inception features: %s %s", "read from" if cached else "computing for", cache_file)
+    _measure(loaded, rows, meters, options.batch_size, device, cached, clock)
+    if cache_file is not None and cached is None:
+        save_reference_features(cache_file, meters.patch_fid.reference_batches)
 
     dataset_level: dict[str, Any] = {}
     if meters.patch_fid is not None:
-        dataset_level.update(meters.patch_fid.compute())
+        with clock("fid/kid"):
+            dataset_level.update(meters.patch_fid.compute())
         dataset_level.update(fid_protocol=options.fid_protocol, patch_size=options.patch_size)
     if options.swd:
         references, reconstructions = zip(*loaded)
         patches = options.swd_patches_per_level or SWD_DEFAULT_PATCHES
-        dataset_level.update(
-            swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
-        )
+        with clock("swd"):
+            dataset_level.update(
+                swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
+            )
         dataset_level["swd_patches_per_level"] = patches
     elapsed = time.perf_counter() - started
     logger.info("measured %d images in %.1f s (%.2f s/image) on %s", len(pairs), elapsed, elapsed / len(pairs), device)
@@ -373,10 +422,13 @@ def evaluate(
     provenance = {"code_version": code_version(), "config_hash": config_hash, "device": device_description(device)}
     per_image = pd.DataFrame([{**labels, **row, **meters.image_backbones, **provenance} for row in rows])
     measured = [c for c in ("bpp", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference") if c in per_image]
+    with clock("bootstrap"):
+        means = summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed)
+    logger.info("time per part: %s", clock.summary())
     summary = {
         **labels,
         "n_images": len(pairs),
-        **summarize(per_image, measured, resamples=options.bootstrap, seed=options.seed),
+        **means,
         **dataset_level,
         **meters.backbones,
         **meters.provenance,
@@ -404,10 +456,11 @@ def run_metrics(
     options: MetricsOptions,
     labels: Mapping[str, str] | None = None,
     config_hash: str = "",
+    reference_cache: str | os.PathLike | None = None,
 ) -> MetricsTables:
     """Match, measure and write both CSVs together (neither appears if anything fails)."""
     pairs = match_images(reference_dir, reconstructions_dir, bitstreams_dir, bpp_table)
-    tables = evaluate(pairs, options, labels=labels, config_hash=config_hash)
+    tables = evaluate(pairs, options, labels=labels, config_hash=config_hash, reference_cache=reference_cache)
     summary_path = summary_path if summary_path is not None else default_summary_path(out)
     write_tables({out: tables.per_image, summary_path: tables.summary})
     return tables

@@ -34,7 +34,9 @@ def codec_labels(wildcards):
 
 
 rule metrics:
-    """Measure one decoder point's reconstructions against the evaluation images."""
+    """Measure one decoder point's reconstructions against the evaluation images. The reference patches'
+    Inception features are computed by the dataset's first metrics job and read by the others from
+    reference-cache/ (keyed by pixels, weights and settings: never stale)."""
     input:
         reference=f"{DATA}/eval/{{dataset}}",
         reconstructions=lambda wc: point_folder(wc.dataset, wc.group, wc.point),
@@ -53,7 +55,8 @@ rule metrics:
     shell:
         "{PY} -m bench metrics --config {CONFIG_FILE} --reference {input.reference} "
         "--reconstructions {input.reconstructions:q} {params.rate} {input.rate:q} --out {output.per_image} "
-        "--summary {output.summary} {params.labels} > {log} 2>&1"
+        "--summary {output.summary} {params.labels} --reference-cache work/{wildcards.dataset}/metrics/reference-cache "
+        "> {log} 2>&1"
 
 
 def evaluated_points(dataset):

@@ -1,0 +1,44 @@
+"""What the Snakefile parse and a light CLI call import: every job pays it, so torch stays out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench import cli
+
+# What workflow/rules/*.smk import at parse time, plus the CLI module every job runs through.
+PARSE_TIME_MODULES = ("bench.points", "bench.config", "bench.utils", "bench.data", "bench.baselines.byo", "bench.cli")
+HEAVY = ("torch", "torch_fidelity", "lpips", "matplotlib")
+
+
+def _heavy_after(code: str) -> list[str]:
+    """The heavy packages a fresh interpreter holds after running ``code`` (this one has torch loaded)."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_parse_time_modules_do_not_import_torch():
+    assert _heavy_after("\n".join(f"import {name}" for name in PARSE_TIME_MODULES)) == []
+
+
+@pytest.mark.parametrize("command", ["tables", "datasets", "byo-check"])
+def test_light_commands_build_their_parser_without_torch(command):
+    assert _heavy_after(f"from bench.cli import build_parser\nbuild_parser({command!r})") == []
+
+
+def test_command_map_names_each_command_of_the_full_parser():
+    """COMMAND_MODULE must name every subcommand, and the module that registers it."""
+    full = cli.build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 (argparse has no public accessor)
+    assert set(full) == set(cli.COMMAND_MODULE)
+    for command, module in cli.COMMAND_MODULE.items():
+        assert module in cli.COMMAND_MODULES
+        assert command in cli.build_parser(command)._subparsers._group_actions[0].choices  # noqa: SLF001
+
+
+def test_main_runs_a_command_through_its_own_module(capsys):
+    assert cli.main(["datasets", "list"]) == 0
+    assert "kodak" in capsys.readouterr().out
