@@ -17,7 +17,7 @@ from bench.utils import BenchError
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
                                    "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report",
-                                   "bench.perf")
+                                   "bench.perf", "bench.gpu_check")
 
 
 def build_parser() -> argparse.ArgumentParser:
