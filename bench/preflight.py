@@ -52,7 +52,7 @@ def check(required: Sequence[tuple[str, str]] = REQUIRED) -> tuple[list[str], li
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the versions; one ``error:`` line and exit 2 when anything is missing."""
     del argv  # no options
-    found, problems = check()
+    found, problems = check(REQUIRED)
     print("\n".join(found))
     if problems:
         print(f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried "
