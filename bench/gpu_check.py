@@ -83,7 +83,8 @@ class PerfCheck:
 
     @classmethod
     def from_paper(cls, config: dict[str, Any], *, shrink: bool, compile_model: bool, budget_s: float) -> PerfCheck:
-        """The paper config's settings; ``shrink``: one 64² size, batch 1-2, an 8-channel UNet, 2 train steps (CPU tests)."""
+        """The paper config's settings; ``shrink``: one 64² size, batch 1-2, an 8-channel UNet and
+        2 timed train steps (CPU tests)."""
         settings = perf.PerfSettings.from_config(config)
         section, train = dict(config["decoder"]["model"]), config["decoder"]["train"]
         crop, batch, steps = int(train["crop"]), int(train["batch_size"]), TRAIN_REPS
@@ -423,7 +424,8 @@ def decode_and_measure(layout: Layout, config_path: Path, config: dict[str, Any]
               "--compile" if sampling["compile"] else "--no-compile", "--batch-size", batch_size]  # fmt: skip
     points: dict[str, list[Any]] = {"msh": ["--decoder", "msh"]}
     for point in grid_points(sampling):
-        points[point.id] = ["--decoder", "diffusion", "--decoder-checkpoint", layout.decoder, *point.decode_flags(), *shared]
+        points[point.id] = ["--decoder", "diffusion", "--decoder-checkpoint", layout.decoder, *point.decode_flags(),
+                            *shared]  # fmt: skip
     summaries, per_images, folders = [], [], []
     for point, flags in points.items():
         recon, (per_image, summary) = layout.recon(point), layout.metrics(point)
@@ -521,7 +523,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train_group = parser.add_argument_group("--mode train-default")
     train_group.add_argument("--config", default=CONFIGS / "default.yaml", help="default: configs/default.yaml")
     train_group.add_argument("--minutes", type=float, default=4.0, help="decoder training wall clock (default 4)")
-    train_group.add_argument("--work", default="work/gpu_check", help="models and reconstructions (default work/gpu_check)")
+    train_group.add_argument("--work", default="work/gpu_check", help="outputs (default: %(default)s)")
     train_group.add_argument("--msh-checkpoint", help="MSH codec to use (default: train-msh with the config)")
     train_group.add_argument("--train-images", help="folder of training PNGs (default: fetch the config's train set)")
     train_group.add_argument("--eval-images", help="folder of evaluation PNGs as `datasets prepare` writes them")

@@ -42,8 +42,9 @@ def check(required: Sequence[tuple[str, str]] = REQUIRED) -> tuple[list[str], li
     for module, distribution in required:
         try:
             imported = importlib.import_module(module)
-        except Exception as err:  # ImportError, or a binary built for another numpy/torch
-            problems.append(f"{distribution} ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})")
+        except Exception as err:  # noqa: BLE001 - ImportError, or a binary built for another numpy/torch (any error)
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            problems.append(f"{distribution} ({type(err).__name__}: {first_line})")
             continue
         found.append(f"{module} {getattr(imported, '__version__', '?')}")
     return found, problems
@@ -55,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     found, problems = check(REQUIRED)
     print("\n".join(found))
     if problems:
-        print(f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried "
-              "wheels first (pip install --no-index --no-deps --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site)",
+        print(f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried wheels "
+              "first (pip install --no-index --no-deps --target /tmp/site .whl/*.whl; PYTHONPATH=/tmp/site:$PWD)",
               file=sys.stderr)  # fmt: skip
         return 2
     import torch  # found above

@@ -103,7 +103,8 @@ def test_train_default_rejects_a_non_positive_budget(tmp_path: Path, capsys: pyt
 def test_decode_flags_parse_back_to_the_point() -> None:
     """The workflow and gpu-check decode a point with these flags: the decode parser must read the point back."""
     point = parse_point("ddim-k5-eta0-w2-s3")
-    args = build_parser().parse_args(["decode", "in", "out", "--decoder", "diffusion", "--pretrained", *point.decode_flags()])
+    argv = ["decode", "in", "out", "--decoder", "diffusion", "--pretrained", *point.decode_flags()]
+    args = build_parser().parse_args(argv)
     assert (args.sampler, args.steps, args.eta, args.guidance, args.t0, args.n_avg, args.seeds) == (
         "ddim", 5, 0.0, 2.0, 1.0, 1, [3])
 
