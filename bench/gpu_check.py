@@ -170,15 +170,25 @@ def unet_cases(ctx: perf.Context, sizes: Sequence[perf.SizeInputs]) -> list[Case
 
 def unet_rows(ctx: perf.Context, cases: Sequence[Case], budget: Budget, *, compiled: bool) -> list[dict[str, Any]]:
     """Every case × precision, eager or with the UNet under ``torch.compile`` (``bench.perf``'s switch)."""
-    mode = VARIANT["compile"].make(ctx.model, cases[0].inputs) if compiled else contextlib.nullcontext()
     rows: list[dict[str, Any]] = []
-    with mode:
+    with contextlib.ExitStack() as stack:
+        if compiled:
+            stack.enter_context(enough_recompiles(2 * len(cases)))
+            stack.enter_context(VARIANT["compile"].make(ctx.model, cases[0].inputs))
         for case in cases:
             for precision in PRECISIONS:
                 row = {"check": "unet_call", **case.size.columns, "batch": case.batch, "precision": precision,
                        "compiled": compiled}  # fmt: skip
                 rows.append(row | _measured_or_note(budget, lambda: unet_row(ctx, case, precision)))  # noqa: B023
     return rows
+
+
+def enough_recompiles(graphs: int) -> contextlib.AbstractContextManager:
+    """Dynamo's recompile limit raised to ``graphs``: each shape and precision compiles its own graph,
+    and past the limit (8 by default) dynamo would silently run the UNet eagerly in "compiled" rows."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # older torch
+    return config.patch(**{name: max(graphs, getattr(config, name))})
 
 
 def _measured_or_note(budget: Budget, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
