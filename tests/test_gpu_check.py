@@ -115,3 +115,20 @@ def test_preflight_names_what_is_missing(capsys: pytest.CaptureFixture[str], mon
     assert preflight.main() == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no-such-dist (ModuleNotFoundError" in err
+
+
+def test_given_inputs_are_used_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU recipe carries prepared folders and maybe an MSH: nothing is fetched or trained for them."""
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(gpu_check, "_bench", lambda *argv: calls.append(argv))
+    config_path = REPO / "configs" / "default.yaml"
+    given = {"eval_images": tmp_path / "kodak", "train_images": tmp_path / "wiki", "msh_checkpoint": tmp_path / "m.pt"}
+    layout = gpu_check.prepare_inputs(config_path, gpu_check.load_config(config_path), tmp_path / "work",
+                                      device="cpu", mirror=None, **given)  # fmt: skip
+    assert calls == []
+    assert (layout.eval_images, layout.train_images, layout.msh) == tuple(given.values())
+    layout = gpu_check.prepare_inputs(config_path, gpu_check.load_config(config_path), tmp_path / "work",
+                                      device="cpu", mirror=None, eval_images=None, train_images=None,
+                                      msh_checkpoint=None)  # fmt: skip
+    assert [call[:2] for call in calls] == [("datasets", "prepare"), ("datasets", "fetch"), ("train-msh", "--config")]
+    assert layout.msh.parent == tmp_path / "work" / "models"
