@@ -79,10 +79,9 @@ class PerfCheck:
     train_batch: int
     train_steps: int  # timed optimiser steps (at most; the time box may stop earlier)
     compile: bool
-    budget_s: float
 
     @classmethod
-    def from_paper(cls, config: dict[str, Any], *, shrink: bool, compile_model: bool, budget_s: float) -> PerfCheck:
+    def from_paper(cls, config: dict[str, Any], *, shrink: bool, compile_model: bool) -> PerfCheck:
         """The paper config's settings; ``shrink``: one 64² size, batch 1-2, an 8-channel UNet and
         2 timed train steps (CPU tests)."""
         settings = perf.PerfSettings.from_config(config)
@@ -92,7 +91,7 @@ class PerfCheck:
             settings = dataclasses.replace(settings, sizes=((64, 64),), batch_sizes=(1, 2), repetitions=1, warmup=1)
             section |= {"num_channels": 8, "num_res_blocks": 1}
             crop, batch, steps = 32, 2, 2
-        return cls(settings, section, crop, batch, steps, compile_model, budget_s)
+        return cls(settings, section, crop, batch, steps, compile_model)
 
 
 @dataclass
@@ -240,7 +239,7 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
 
         def step() -> None:
             batch = prepare_batch(codec, torch.rand(shape, generator=crops).to(device))
-            _train_step(run, schedule, batch, train_cfg, lpips_net, train_cfg.rho if lpips_net else 0.0)
+            _train_step(run, schedule, batch, train_cfg, lpips_net, train_cfg.rho if lpips_net is not None else 0.0)
 
         for _ in range(warmup):
             step()
@@ -333,7 +332,7 @@ def run_perf_check(paper_config: str | os.PathLike, *, device: str, shrink: bool
                    budget_s: float = 200.0, mirror: str | os.PathLike | None = None) -> pd.DataFrame:  # fmt: skip
     """The ``--mode perf`` table (see the module doc); ``compile_model`` False leaves the compiled rows out."""
     config = load_config(paper_config)
-    check = PerfCheck.from_paper(config, shrink=shrink, compile_model=compile_model, budget_s=budget_s)
+    check = PerfCheck.from_paper(config, shrink=shrink, compile_model=compile_model)
     torch_device = resolve_device(device)
     budget = Budget(budget_s)
     ctx = paper_context(check, torch_device, clip=bool(config["sampling"]["clip_denoised"]))

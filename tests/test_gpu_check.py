@@ -47,7 +47,7 @@ def test_perf_mode_writes_every_check(tmp_path: Path) -> None:
 def test_fresh_decoder_is_made_to_depend_on_its_layers() -> None:
     """A fresh decoder's zero-init output layer hides every other layer; the check's model must not."""
     check = gpu_check.PerfCheck.from_paper(gpu_check.load_config(REPO / "configs" / "paper.yaml"), shrink=True,
-                                           compile_model=False, budget_s=60)  # fmt: skip
+                                           compile_model=False)  # fmt: skip
     ctx = gpu_check.paper_context(check, torch.device("cpu"), clip=True)
     assert all(parameter.any() for parameter in ctx.model.parameters())
 
