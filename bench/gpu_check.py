@@ -203,24 +203,19 @@ def _measured_or_note(budget: Budget, measure: Callable[[], dict[str, Any]]) -> 
 # ---------------------------------------------------------------------------------------------- training
 
 
-@contextlib.contextmanager
-def timing_perceptual_loss(rho: float, device: torch.device) -> Iterator[tuple[torch.nn.Module | None, str]]:
-    """LPIPS(VGG) for timing the rho term: the real weights when present, else a random-init VGG16
-    (same FLOPs). Yields ``(net or None, note)``."""
+def timing_perceptual_loss(rho: float, device: torch.device) -> tuple[torch.nn.Module | None, str]:
+    """LPIPS(VGG) for timing the rho term and a note: the real weights when present, else a
+    random-init VGG16 (same FLOPs); None when rho is 0."""
     from bench.diffusion.train import perceptual_loss, vgg_weights_path
 
     if rho == 0:
-        yield None, ""
-        return
+        return None, ""
     if vgg_weights_path().is_file():
-        net = perceptual_loss(rho, allow_random_backbones=False)[0]
-        note = ""
-    else:
-        import lpips
+        return perceptual_loss(rho, allow_random_backbones=False)[0].to(device), ""
+    import lpips
 
-        net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().requires_grad_(False)
-        note = "LPIPS(VGG) with a random-init backbone (VGG16 weights absent; same FLOPs, timing only)"
-    yield net.to(device), note
+    net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().requires_grad_(False)
+    return net.to(device), "LPIPS(VGG) with a random-init backbone (VGG16 weights absent; same FLOPs, timing only)"
 
 
 def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, warmup: int, steps: int,
@@ -235,19 +230,20 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
     schedule = run.model.noise_schedule()
     crops = torch.Generator().manual_seed(train_cfg.seed)
     shape = (train_cfg.batch_size, 3, train_cfg.crop, train_cfg.crop)
-    with timing_perceptual_loss(train_cfg.rho, device) as (lpips_net, note):
+    lpips_net, note = timing_perceptual_loss(train_cfg.rho, device)
+    rho = train_cfg.rho if lpips_net is not None else 0.0
 
-        def step() -> None:
-            batch = prepare_batch(codec, torch.rand(shape, generator=crops).to(device))
-            _train_step(run, schedule, batch, train_cfg, lpips_net, train_cfg.rho if lpips_net is not None else 0.0)
+    def step() -> None:
+        batch = prepare_batch(codec, torch.rand(shape, generator=crops).to(device))
+        _train_step(run, schedule, batch, train_cfg, lpips_net, rho)
 
-        for _ in range(warmup):
-            step()
-        perf.synchronize(device)
-        kind = perf.reset_peak_memory(device)
-        times: list[float] = []
-        while len(times) < steps and (not times or sum(times) < time_box_s):
-            times.append(perf.time_calls(step, warmup=0, repetitions=1, device=device)[0])
+    for _ in range(warmup):
+        step()
+    perf.synchronize(device)
+    kind = perf.reset_peak_memory(device)
+    times: list[float] = []
+    while len(times) < steps and (not times or sum(times) < time_box_s):
+        times.append(perf.time_calls(step, warmup=0, repetitions=1, device=device)[0])
     return {
         "s_per_it": statistics.median(times), "it_per_s": len(times) / sum(times), "timed_steps": len(times),
         "peak_mem_mb": perf.peak_memory_mb(device, kind), "peak_mem_kind": kind,
