@@ -18,7 +18,7 @@ from bench.utils import TERMINATED_EXIT, BenchError, Terminated, on_sigterm, os_
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
                                    "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report",
-                                   "bench.perf")
+                                   "bench.perf", "bench.gpu_check")
 
 # Each subcommand's module: a run imports only that one (torch, torch-fidelity and matplotlib cost seconds
 # per call, and every Snakemake job is one call); ``--help`` and unknown commands import them all.

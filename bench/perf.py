@@ -559,12 +559,12 @@ def comparison_variants(settings: PerfSettings) -> list[Variant]:
     return variants + [Variant(f"threads={n}", _threads(n)) for n in settings.compare_threads]
 
 
-def step_inputs(ctx: Context, size: SizeInputs) -> StepInputs:
-    """A mid-chain network call on one image: noise at model time T/2 and the image's conditioning."""
-    cond = _conditioning(ctx, [size.latent])
+def step_inputs(ctx: Context, size: SizeInputs, batch: int = 1) -> StepInputs:
+    """A mid-chain network call on ``batch`` copies of the image: noise at model time T/2 and its conditioning."""
+    cond = _conditioning(ctx, [size.latent] * batch)
     generator = torch.Generator().manual_seed(0)
-    x_t = torch.randn(1, 3, size.height, size.width, generator=generator).to(ctx.device)
-    t = torch.full((1,), ctx.model.config.train_timesteps // 2, dtype=torch.long, device=ctx.device)
+    x_t = torch.randn(batch, 3, size.height, size.width, generator=generator).to(ctx.device)
+    t = torch.full((batch,), ctx.model.config.train_timesteps // 2, dtype=torch.long, device=ctx.device)
     return StepInputs(x_t, t, cond)
 
 

@@ -63,6 +63,12 @@ class Point:
         """The canonical id (see the module grammar)."""
         return format_point(self)
 
+    def decode_flags(self) -> list[str]:
+        """The ``python -m bench decode --decoder diffusion`` flags of this point (the workflow's and gpu-check's)."""
+        eta = ["--eta", str(self.eta)] if self.eta is not None else []
+        knobs = ["--t0", str(self.t0), "--guidance", str(self.guidance), "--n-avg", str(self.n_avg)]
+        return ["--sampler", str(self.sampler), "--steps", str(self.steps), *eta, *knobs, "--seed", str(self.seed)]
+
     def columns(self) -> dict[str, Any]:
         """The table columns this point contributes (decoder, sampler, steps, eta, knobs, seed)."""
         return {"point": self.id, "decoder": self.decoder, "sampler": self.sampler, "steps": self.steps,

@@ -422,6 +422,23 @@ def _train_step(run: _Run, schedule: NoiseSchedule, batch: TrainBatch, cfg: Deco
     return stats
 
 
+def new_run(config: DecoderConfig, cfg: DecoderTrainConfig, codec: MSHCodec) -> _Run:
+    """A fresh run on the codec's device: the decoder (latent decoder from ``g_s``; channels-last on
+    CUDA), its EMA, AdamW and the sampling generator; the codec frozen. ``bench.gpu_check`` times its steps."""
+    model = DiffusionDecoder(config)
+    model.init_from_codec(codec.net.g_s.state_dict())
+    model.to(codec.device)
+    if codec.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    codec.net.eval().requires_grad_(False)
+    return _Run(
+        model=model,
+        ema=EMA(model, cfg.ema),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        generator=torch.Generator().manual_seed(cfg.seed + 1),
+    )
+
+
 def train_decoder(
     config: DecoderConfig,
     cfg: DecoderTrainConfig,
@@ -437,20 +454,10 @@ def train_decoder(
     out, device = Path(out), codec.device
     seed_everything(cfg.seed)
     lpips_net, rho = perceptual_loss(cfg.rho, cfg.allow_random_backbones)
-    model = DiffusionDecoder(config)
-    model.init_from_codec(codec.net.g_s.state_dict())
-    model.to(device)
     if lpips_net is not None:
         lpips_net.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    codec.net.eval().requires_grad_(False)
-    run = _Run(
-        model=model,
-        ema=EMA(model, cfg.ema),
-        optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
-        generator=torch.Generator().manual_seed(cfg.seed + 1),
-    )
+    run = new_run(config, cfg, codec)
+    model = run.model
     meta = _metadata(cfg, codec, Path(msh_checkpoint), rho)
     partial = partial_path(out)
     check_writable(out)

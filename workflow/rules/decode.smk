@@ -39,10 +39,7 @@ rule decode_msh:
 
 def sampler_args(wildcards):
     """The decode flags of a diffusion point id (parsed, never sliced)."""
-    point = parse_point(wildcards.diffusion_point)
-    eta = f"--eta {point.eta}" if point.eta is not None else ""
-    knobs = f"--t0 {point.t0} --guidance {point.guidance} --n-avg {point.n_avg}"
-    return f"--sampler {point.sampler} --steps {point.steps} {eta} {knobs} --seed {point.seed}"
+    return " ".join(parse_point(wildcards.diffusion_point).decode_flags())
 
 
 rule decode_diffusion:
