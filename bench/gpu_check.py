@@ -55,7 +55,7 @@ import torch
 from bench import perf
 from bench.codec import MSHCodec, unpad, write_png
 from bench.codec.model import build_model
-from bench.config import load_config
+from bench.config import load_config, with_overrides
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder
 from bench.tables import write_csv
 from bench.utils import BenchError, code_version, device_description, resolve_device
@@ -255,8 +255,9 @@ def train_row(ctx: perf.Context, check: PerfCheck, config: dict[str, Any], budge
     """The ``train_step`` row at the paper's crop and batch (``check``'s when shrunk)."""
     from bench.diffusion.train import DecoderTrainConfig
 
-    train_cfg = DecoderTrainConfig.from_config(config, PAPER_QUALITY, crop=check.train_crop,
-                                               batch_size=check.train_batch)  # fmt: skip
+    shrunk = with_overrides(config, {"decoder.train.crop": check.train_crop,
+                                     "decoder.train.batch_size": check.train_batch})  # fmt: skip
+    train_cfg = DecoderTrainConfig.from_config(shrunk, PAPER_QUALITY)
     row = {"check": "train_step", "size": f"{check.train_crop}x{check.train_crop}", "height": check.train_crop,
            "width": check.train_crop, "batch": check.train_batch, "precision": "bf16_autocast" if
            ctx.device.type == "cuda" else "fp32", "compiled": False, "rho": train_cfg.rho}  # fmt: skip
