@@ -8,8 +8,9 @@ have no checksum we could know offline: the archive's sha256 is pinned into ``da
 on first download and verified on every later one (commit that file).
 
 A local mirror (``BENCH_DATA_MIRROR`` or the config key ``data_mirror``), laid out as
-``NAME/FILE``, is used instead of the network when it holds the file. This module imports no
-other part of the suite.
+``NAME/FILE``, is used instead of the network when it holds the file. Images are read by
+:func:`bench.images.load_rgb` (re-exported here); apart from it and :mod:`bench.utils` this module
+imports no other part of the suite.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
+from bench.images import load_rgb
 from bench.utils import BenchError, atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -169,15 +171,6 @@ def pixel_sha256(path: Path) -> str:
     return hashlib.sha256(load_rgb(path).tobytes()).hexdigest()
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as an RGB uint8 HxWx3 array; a non-image file is a BenchError naming it."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise BenchError(f"{path} is not a readable image ({err}); delete it and fetch the dataset again") from None
-
-
 def verify_file(path: Path, entry: ManifestEntry) -> None:
     """Accept ``path`` if its bytes match the upstream file hash or its pixels match the manifest.
 
@@ -185,7 +178,11 @@ def verify_file(path: Path, entry: ManifestEntry) -> None:
     """
     if entry.file_sha256 is not None and sha256_file(path) == entry.file_sha256:
         return
-    if pixel_sha256(path) == entry.pixel_sha256:
+    try:
+        pixels = pixel_sha256(path)
+    except BenchError as err:
+        raise BenchError(f"{err}; delete it and run `python -m bench datasets fetch` again") from None
+    if pixels == entry.pixel_sha256:
         return
     raise BenchError(
         f"checksum mismatch for {path}: neither its bytes (expected sha256 {entry.file_sha256}) nor its "
@@ -334,12 +331,21 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None =
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The PNG images of a folder, sorted by name; an empty or missing folder is a BenchError."""
+    """The PNG images of a folder, sorted by name; an empty or missing folder is a BenchError.
+
+    The message suggests fetching only when the folder is named after a registered dataset (a
+    user's own folder gets no dataset hint).
+    """
     folder = Path(folder)
-    paths = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not paths:
-        raise BenchError(f"no PNG images in {folder}; run `python -m bench datasets fetch NAME --root ...` first")
-    return paths
+    if not folder.is_dir():
+        fault = f"folder {folder} does not exist" if not folder.exists() else f"{folder} is a file, not a folder"
+    elif not (paths := sorted(folder.glob("*.png"))):
+        fault = f"no PNG images (*.png) in {folder}"
+    else:
+        return paths
+    if folder.name in DATASETS:
+        fault += f"; run `python -m bench datasets fetch {folder.name} --root {folder.parent}` first"
+    raise BenchError(fault)
 
 
 def resize_short_side_crop(image: Image.Image, size: int) -> Image.Image:
