@@ -11,8 +11,9 @@ A mirror (``BENCH_DATA_MIRROR`` or the config key ``data_mirror``), laid out as 
 used instead of the upstream source when it holds the file: a local folder, or an ``http(s)://``
 base URL (a lab-internal mirror). Every download goes through :func:`bench.download.download`.
 A dataset may ship an attribution file (``bench/manifests/NAME_ATTRIBUTION.md``), copied to
-``NAME/ATTRIBUTION.md`` beside its images on every fetch. This module imports no other part of the
-suite but its helpers.
+``NAME/ATTRIBUTION.md`` beside its images on every fetch. Images are read by
+:func:`bench.images.load_rgb` (re-exported here); apart from it and its helpers this module
+imports no other part of the suite.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from bench.download import Check, NotFound, download, is_url
+from bench.images import load_rgb
 from bench.utils import BenchError, atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -177,15 +179,6 @@ def read_manifest(name: str) -> list[ManifestEntry]:
 def pixel_sha256(path: Path) -> str:
     """sha256 of the decoded image as RGB uint8, row-major HxWx3 (same for any lossless re-encoding)."""
     return hashlib.sha256(load_rgb(path).tobytes()).hexdigest()
-
-
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as an RGB uint8 HxWx3 array; a non-image file is a BenchError naming it."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise BenchError(f"{path} is not a readable image ({err}); delete it and fetch the dataset again") from None
 
 
 def manifest_problem(path: Path, entry: ManifestEntry) -> str | None:
@@ -387,12 +380,21 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | os.PathLike | None =
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The PNG images of a folder, sorted by name; an empty or missing folder is a BenchError."""
+    """The PNG images of a folder, sorted by name; an empty or missing folder is a BenchError.
+
+    The message suggests fetching only when the folder is named after a registered dataset (a
+    user's own folder gets no dataset hint).
+    """
     folder = Path(folder)
-    paths = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not paths:
-        raise BenchError(f"no PNG images in {folder}; run `python -m bench datasets fetch NAME --root ...` first")
-    return paths
+    if not folder.is_dir():
+        fault = f"folder {folder} does not exist" if not folder.exists() else f"{folder} is a file, not a folder"
+    elif not (paths := sorted(folder.glob("*.png"))):
+        fault = f"no PNG images (*.png) in {folder}"
+    else:
+        return paths
+    if folder.name in DATASETS:
+        fault += f"; run `python -m bench datasets fetch {folder.name} --root {folder.parent}` first"
+    raise BenchError(fault)
 
 
 def resize_short_side_crop(image: Image.Image, size: int) -> Image.Image:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.codec.bitstream import MAGIC, VERSION, Bitstream, pack, unpack
+from bench.codec.bitstream import MAGIC, MAX_SIDE, VERSION, Bitstream, pack, unpack
 from bench.utils import BenchError
 
 streams = st.builds(
@@ -17,8 +17,8 @@ streams = st.builds(
     codec=st.just("mbt2018-mean"),
     quality=st.integers(0, 255),
     weights_hash=st.binary(min_size=8, max_size=8).map(bytes.hex),
-    height=st.integers(1, 2**32 - 1),
-    width=st.integers(1, 2**32 - 1),
+    height=st.integers(1, MAX_SIDE),
+    width=st.integers(1, MAX_SIDE),
     y_strings=st.lists(st.binary(max_size=64), max_size=4).map(tuple),
     z_strings=st.lists(st.binary(max_size=64), max_size=4).map(tuple),
 )

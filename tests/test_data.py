@@ -59,9 +59,10 @@ def test_lossless_reencoding_verifies(tmp_path: Path, kodak_dir: Path) -> None:
 
 
 def test_non_image_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A dataset's file names its fault and keeps the fetch hint (a user's file gets none: test_images.py)."""
     path = tmp_path / "kodim01.png"
     path.write_text("not an image")
-    with pytest.raises(BenchError, match="not a readable image"):
+    with pytest.raises(BenchError, match=r"kodim01\.png: it is not a readable image .*datasets fetch` again"):
         data.verify_file(path, data.read_manifest("kodak")[0])
 
 

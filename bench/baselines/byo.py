@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
+from bench.images import load_rgb, open_image, png_bit_depth
 from bench.metrics.rates import BPP_COLUMNS, file_bpp, read_bpp_table
 from bench.points import Point, format_point
 from bench.utils import BenchError, atomic_path, short_list
@@ -37,17 +37,22 @@ log = logging.getLogger(__name__)
 
 
 def image_size(path: Path, *, require_rgb: bool = False) -> tuple[int, int]:
-    """``(width, height)`` of a PNG after decoding it fully (a truncated file is an error naming it)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.format != "PNG":
-                raise BenchError(f"{path} is a {image.format} file, not a PNG; save reconstructions as PNG")
-            if require_rgb and image.mode != "RGB":
-                raise BenchError(f"{path} is a {image.mode} image; save reconstructions as 8-bit RGB PNGs")
-            return image.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise BenchError(f"{path} is not a readable PNG ({err}); write it again") from None
+    """``(width, height)`` of a PNG after decoding it fully (an unreadable file is an error naming it).
+
+    A reference must pass the metrics' reader (:func:`bench.images.load_rgb`, which refuses e.g.
+    transparent images); with ``require_rgb`` (reconstructions) only 8-bit RGB passes.
+    """
+    with open_image(path) as image:
+        fmt, mode, size = image.format, image.mode, image.size
+    if fmt != "PNG":
+        raise BenchError(f"{path} is a {fmt} file, not a PNG; save reconstructions as PNG")
+    if not require_rgb:
+        height, width = load_rgb(path).shape[:2]
+        return width, height
+    if mode != "RGB" or png_bit_depth(path) != 8:
+        raise BenchError(f"{path} is a {'16-bit RGB' if mode == 'RGB' else mode} image; save reconstructions as "
+                         "8-bit RGB PNGs")
+    return size
 
 
 def bitstream_files(folder: str | Path, names: Sequence[str]) -> dict[str, Path]:

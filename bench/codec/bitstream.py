@@ -20,6 +20,13 @@ check a file)::
 Checks run in this order, so each bad file gets the message that names its fault: magic, version,
 header size and string lengths against the file size (truncation), CRC, then the field values.
 For mbt2018-mean (one y and one z string) the header is 37 bytes; bpp counts it.
+
+Image sides are capped at :data:`MAX_SIDE` (16384) pixels although the fields hold 32 bits, so a
+forged or damaged size is refused before a decoder allocates anything for it: 16384 is 8x the
+longest side of any registered dataset (2040, DIV2K) and above any camera sensor's, while the MSH
+synthesis of a 16384x16384 image would already need about N*H*W bytes (51 GB at N = 192) of
+activations, so no image a machine here could decode is refused. Whether the sizes agree with the
+strings is checked by the decoder (:func:`bench.codec.msh.decode_latent`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,14 @@ _FIELDS = struct.Struct(">BB8sIIBB")  # codec id, quality, weights hash, height,
 _LENGTH = struct.Struct(">I")
 _MAX_DIM = 2**32 - 1
 _MAX_STRINGS = 255
+MAX_SIDE = 2**14  # pixels per image side (module docstring)
+
+
+def size_problem(height: int, width: int) -> str | None:
+    """Why an image of ``height`` x ``width`` pixels cannot be stored, or None when it can."""
+    if 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE:
+        return None
+    return f"height {height}, width {width}: each side must be 1..{MAX_SIDE} pixels"
 
 
 @dataclass(frozen=True)
@@ -66,8 +81,8 @@ class Bitstream:
                 raise ValueError
         except ValueError:
             raise ValueError(f"weights hash must be 16 hex characters, got {self.weights_hash!r}") from None
-        if not (1 <= self.height <= _MAX_DIM and 1 <= self.width <= _MAX_DIM):
-            raise ValueError(f"image size {self.height}x{self.width} out of range 1..{_MAX_DIM}")
+        if problem := size_problem(self.height, self.width):
+            raise ValueError(problem)
         for name, strings in (("y", self.y_strings), ("z", self.z_strings)):
             if len(strings) > _MAX_STRINGS:
                 raise ValueError(f"at most {_MAX_STRINGS} {name} strings, got {len(strings)}")

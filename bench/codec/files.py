@@ -1,8 +1,10 @@
 """The MSH codec on files: PNG → ``.bin`` containers → PNG, one file or a whole folder.
 
-Every output goes through :func:`bench.utils.atomic_path`. Decoding a folder reads and verifies
-every container (magic, version, size, CRC, weights hash) before it writes the first PNG, so a bad
-file stops the run with nothing written; bad single files likewise leave no output behind.
+Every output goes through :func:`bench.utils.atomic_path`. Encoding a folder reads every image
+first (by :func:`bench.images.load_rgb`'s rule per mode, and against the bitstream's size limit)
+and, when any is bad, stops with one error listing every bad file and nothing written. Decoding a
+folder likewise verifies every container (magic, version, size, CRC, weights hash, the header's
+size against the z string) before it writes the first PNG; bad single files leave no output behind.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from bench.codec.bitstream import Bitstream, unpack
-from bench.codec.msh import MSHCodec, check_stream, decode_latent, encode, load_codec, synthesize_batch
-from bench.data import list_images, load_rgb
-from bench.utils import BenchError, atomic_path, atomic_write_bytes, progress_options
+from bench.codec.bitstream import Bitstream, size_problem, unpack
+from bench.codec.msh import (
+    MSHCodec,
+    decode_latent,
+    encode,
+    load_codec,
+    synthesize_batch,
+    verify_stream,
+)
+from bench.data import list_images
+from bench.images import load_rgb
+from bench.utils import BenchError, atomic_path, atomic_write_bytes, progress_options, short_list
 
 T = TypeVar("T")
 
@@ -38,8 +48,34 @@ class EncodeResult:
 
 
 def read_image(path: str | os.PathLike) -> Tensor:
-    """An RGB image file as a [1,3,H,W] float tensor in [0,1]."""
+    """An image file (:func:`bench.images.load_rgb`) as a [1,3,H,W] float tensor in [0,1]."""
     return torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+
+
+def check_batch_size(batch_size: int) -> None:
+    """A BenchError unless ``batch_size`` >= 1 (worded like ``decode --decoder diffusion``'s check)."""
+    if batch_size < 1:
+        raise BenchError(f"'batch_size' must be >= 1, got {batch_size}")
+
+
+def _input_problem(path: Path) -> str | None:
+    """Why the image file ``path`` cannot be encoded (unreadable, refused mode, too large), or None."""
+    try:
+        height, width = load_rgb(path).shape[:2]
+    except BenchError as err:
+        return str(err)
+    problem = size_problem(height, width)
+    return None if problem is None else f"{path} is too large to encode ({problem})"
+
+
+def check_inputs(paths: Sequence[Path]) -> None:
+    """Read every input image before anything is written; one BenchError lists every bad file."""
+    problems = [problem for path in paths if (problem := _input_problem(path)) is not None]
+    if len(problems) == 1 and len(paths) == 1:
+        raise BenchError(problems[0])
+    if problems:
+        raise BenchError(f"{len(problems)} of {len(paths)} images cannot be encoded, nothing was written: "
+                         f"{short_list(problems)}")
 
 
 def write_png(x: Tensor, path: str | os.PathLike) -> Path:
@@ -70,6 +106,7 @@ def _write_stream(path: Path, blob: bytes, height: int, width: int) -> EncodeRes
 
 def encode_file(codec: MSHCodec, png: str | os.PathLike, out_bin: str | os.PathLike) -> EncodeResult:
     """Encode one image file into one container file."""
+    check_inputs([Path(png)])
     image = read_image(png)
     return _write_stream(Path(out_bin), encode(codec, image)[0], *image.shape[-2:])
 
@@ -77,8 +114,14 @@ def encode_file(codec: MSHCodec, png: str | os.PathLike, out_bin: str | os.PathL
 def encode_dir(
     codec: MSHCodec, src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, batch_size: int = 4
 ) -> dict[str, EncodeResult]:
-    """Encode every PNG of ``src_dir`` to ``out_dir/{name}.bin``; same-size images share a g_a batch."""
+    """Encode every PNG of ``src_dir`` to ``out_dir/{name}.bin``; same-size images share a g_a batch.
+
+    Every image is read and checked first (:func:`check_inputs`): a bad one stops the run before
+    the first container is written, with every bad file named.
+    """
+    check_batch_size(batch_size)
     paths = list_images(src_dir)
+    check_inputs(paths)
     results: dict[str, EncodeResult] = {}
     with tqdm(total=len(paths), desc=f"encode q{codec.quality}", unit="img", **progress_options()) as bar:
         for chunk in _chunks(paths, batch_size):
@@ -140,10 +183,11 @@ def decode_dir(
     codec: MSHCodec, src_dir: str | os.PathLike, out_dir: str | os.PathLike, *, batch_size: int = 4
 ) -> list[Path]:
     """Decode every ``*.bin`` of ``src_dir`` to ``out_dir/{name}.png`` (all verified before any write)."""
+    check_batch_size(batch_size)
     paths = bitstream_paths(src_dir)
     blobs = {path: read_stream(path) for path in paths}
     for path, blob in blobs.items():
-        check_stream(codec, unpack(blob, source=str(path)), source=str(path))
+        verify_stream(codec, blob, source=str(path))
     written = []
     with tqdm(total=len(paths), desc=f"decode q{codec.quality}", unit="img", **progress_options()) as bar:
         for chunk in _chunks(paths, batch_size):

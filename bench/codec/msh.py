@@ -23,12 +23,15 @@ from compressai.models import MeanScaleHyperprior
 from compressai.ops import compute_padding
 from torch import Tensor
 
-from bench.codec.bitstream import Bitstream, pack, unpack
+from bench.codec.bitstream import Bitstream, pack, size_problem, unpack
 from bench.codec.model import ARCH, check_quality, load_checkpoint, load_pretrained
 from bench.utils import BenchError, resolve_device, state_dict_hash
 
 Padding = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
 PAD_MULTIPLE = 64  # g_a downsamples by 16 and h_a by 4 more
+# Decoded z symbols beyond this cannot come from a real latent and are not re-encoded exactly in
+# float32 (compressai's encoder even loops forever on |symbol| >= 2**30): such a decode is garbage.
+_MAX_Z_SYMBOL = 2**22
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +124,8 @@ def encode(codec: MSHCodec, x: Tensor) -> list[bytes]:
     """Compress images ``x`` [B,3,H,W] in [0,1] into one container per image."""
     _check_images(x)
     height, width = x.shape[-2:]
+    if problem := size_problem(height, width):
+        raise BenchError(f"cannot encode a {width}x{height} image: {problem}")
     net = codec.net
     y, z, _, scales, means = _analyse(net, pad(x.to(codec.device))[0])
     z_strings = net.entropy_bottleneck.compress(z)
@@ -147,15 +152,50 @@ def check_stream(codec: MSHCodec, stream: Bitstream, *, source: str = "bitstream
         )
 
 
+def _decode_z(net: MeanScaleHyperprior, stream: Bitstream, z_shape: tuple[int, int], source: str) -> Tensor:
+    """``z_hat`` at the size the header implies, refused unless the z string codes exactly that latent.
+
+    rANS strings carry no symbol count, so a header whose size was changed (CRC recomputed) would
+    decode to a latent of the wrong size and an image of the header's size. The check: re-encoding
+    the decoded ``z_hat`` must give back the very string (a string decoded with too few or too many
+    symbols does not). compressai's decoder reads past the end of a string asked for more symbols
+    than it holds, so zeros are appended for it to read instead of foreign memory (8 bytes per
+    symbol: a decode step reads at most one 32-bit word, and zeros form no escape code that would
+    add steps). Sizes that agree on the padded latent (the same multiple of 64) are not
+    distinguishable from the strings; the CRC is what guards those.
+    """
+    (z_string,) = stream.z_strings
+    bottleneck = net.entropy_bottleneck
+    count = bottleneck.channels * z_shape[0] * z_shape[1]
+    z_hat = bottleneck.decompress([z_string + bytes(8 * count + 4096)], z_shape)
+    if z_hat.abs().amax() >= _MAX_Z_SYMBOL or bottleneck.compress(z_hat) != [z_string]:
+        raise BenchError(
+            f"{source} is inconsistent: its header says width {stream.width}, height {stream.height}, but its z "
+            "string does not code a latent of that size (the header was altered); encode the image again"
+        )
+    return z_hat
+
+
+def _verified_z(codec: MSHCodec, data: bytes, source: str) -> tuple[Bitstream, Tensor]:
+    """The parsed container and its ``z_hat``, after every check (container, weights, size vs strings)."""
+    stream = unpack(data, source=source)
+    check_stream(codec, stream, source=source)
+    padded_h, padded_w = padded_size(stream.height, stream.width)
+    return stream, _decode_z(codec.net, stream, (padded_h // PAD_MULTIPLE, padded_w // PAD_MULTIPLE), source)
+
+
+@torch.no_grad()
+def verify_stream(codec: MSHCodec, data: bytes, *, source: str = "bitstream") -> None:
+    """Every check :func:`decode_latent` makes, without decoding the y strings (cheap: for checking a
+    whole folder before the first output is written)."""
+    _verified_z(codec, data, source)
+
+
 @torch.no_grad()
 def decode_latent(codec: MSHCodec, data: bytes, *, source: str = "bitstream") -> DecodedLatent:
     """Entropy-decode one container into ``y_hat`` exactly as the MSH decoder sees it."""
-    stream = unpack(data, source=source)
-    check_stream(codec, stream, source=source)
+    stream, z_hat = _verified_z(codec, data, source)
     net = codec.net
-    padded_h, padded_w = padded_size(stream.height, stream.width)
-    z_shape = (padded_h // PAD_MULTIPLE, padded_w // PAD_MULTIPLE)
-    z_hat = net.entropy_bottleneck.decompress(list(stream.z_strings), z_shape)
     scales, means = _entropy_parameters(net, z_hat)
     indexes = net.gaussian_conditional.build_indexes(scales)
     y_hat = net.gaussian_conditional.decompress(list(stream.y_strings), indexes, means=means)

@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
 from bench.config import validate_config
+from bench.images import load_rgb
 from bench.metrics.aggregate import summarize, write_tables
 from bench.metrics.columns import parse_protocol_column
 from bench.metrics.distribution import InceptionFeatures, PatchFID
@@ -186,17 +186,8 @@ def match_images(
     ]
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as RGB ``uint8`` ``H×W×3``; an unreadable file is a :class:`BenchError` naming it."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise BenchError(f"{path} is not a readable image ({err}); write it again or remove it") from None
-
-
 def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
-    reference, reconstruction = read_image(pair.reference), read_image(pair.reconstruction)
+    reference, reconstruction = load_rgb(pair.reference), load_rgb(pair.reconstruction)
     if reference.shape != reconstruction.shape:
         raise BenchError(
             f"image {pair.stem}: reconstruction {pair.reconstruction} is "
