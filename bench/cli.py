@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from bench.utils import BenchError
+from bench.utils import BenchError, set_torch_threads
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="rdp-bench: rate-distortion-perception benchmark of learned image codecs with diffusion decoders.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads of this step (default: $OMP_NUM_THREADS, else every core); "
+                             "results depend on it at the rounding level, so the workflow passes its rule's threads")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(subparsers)
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        set_torch_threads(args.threads)
         return int(args.func(args) or 0)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
