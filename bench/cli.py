@@ -13,7 +13,15 @@ import logging
 import sys
 from types import FrameType
 
-from bench.utils import TERMINATED_EXIT, BenchError, Terminated, on_sigterm, os_error_in, os_error_message
+from bench.utils import (
+    TERMINATED_EXIT,
+    BenchError,
+    Terminated,
+    on_sigterm,
+    os_error_in,
+    os_error_message,
+    set_torch_threads,
+)
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
@@ -30,19 +38,28 @@ COMMAND_MODULE: dict[str, str] = {
 }  # fmt: skip
 
 
+def _global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options every command takes before its name (``python -m bench --threads 1 encode ...``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads of this step (default: $OMP_NUM_THREADS, else every core); "
+                             "results depend on it at the rounding level, so the workflow passes its rule's threads")
+    return parser
+
+
 def _requested_command(argv: list[str]) -> str | None:
-    """The subcommand named in ``argv`` (its first argument that is not an option), if any."""
-    return next((arg for arg in argv if not arg.startswith("-")), None)
+    """The subcommand named in ``argv`` (the first argument after the global options), if any."""
+    _, rest = _global_options(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+    return next((arg for arg in rest if not arg.startswith("-")), None)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with ``command``'s module's subcommands, or with every part's when ``command`` is
     ``None`` or unknown (so ``--help`` lists them all and a typo gets argparse's full choice list)."""
-    parser = argparse.ArgumentParser(
+    parser = _global_options(argparse.ArgumentParser(
         prog="python -m bench",
         description="rdp-bench: rate-distortion-perception benchmark of learned image codecs with diffusion decoders.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ))
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = (COMMAND_MODULE[command],) if command in COMMAND_MODULE else COMMAND_MODULES
     for name in modules:
@@ -69,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        set_torch_threads(args.threads)
         with on_sigterm(_terminate):
             return int(args.func(args) or 0)
     except Terminated as err:

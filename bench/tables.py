@@ -24,7 +24,7 @@ from bench.utils import BenchError, atomic_path
 
 RECORD_NAME = "decode.json"  # written by `decode --record`: timing, memory, MSH weights hash
 DIFFUSION_RECORD_NAME = "decode_config.json"  # written by the diffusion decoder: sampler and checkpoint
-RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho")
+RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho", "batch_size", "threads")
 POINT_FIELDS = ("decoder", "sampler", "steps", "eta", "t0", "guidance", "n_avg", "seed")
 LEADING = ("dataset", "codec", "quality", "point", *POINT_FIELDS, "n_seeds", "nfe")
 
@@ -54,6 +54,9 @@ def read_record(reconstructions: str | os.PathLike) -> dict[str, Any]:
             "nfe": diffusion.get("sampling", {}).get("network_evaluations"),
             "decoder_weights": checkpoint.get("weights_hash"),
             "rho": checkpoint.get("rho_effective"),
+            # a sample differs at the rounding level with its batch and the CPU threads: provenance
+            "batch_size": diffusion.get("batching", {}).get("batch_size"),
+            "threads": diffusion.get("batching", {}).get("threads"),
         }
     return fields
 

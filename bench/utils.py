@@ -341,6 +341,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """Fix torch's CPU threads (intra-op, and inter-op while that is still allowed); ``None`` leaves
+    torch's default: ``$OMP_NUM_THREADS``, else every core (and does not import torch).
+
+    Training and decoding results depend on the thread count at the rounding level (float sums split
+    over threads), and training amplifies that into other models: the CLI calls this before any
+    torch work (``python -m bench --threads N``) so a step's numbers follow its arguments, not its
+    environment (Snakemake's OMP_NUM_THREADS, a shell's, a Slurm job's).
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise BenchError(f"'--threads' must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # torch allows this once, before any inter-op work
+        torch.set_num_interop_threads(threads)
+
+
 def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     """torch's global CPU (and CUDA) RNG state, plus ``generator``'s: what a resumable run saves."""
     import torch

@@ -35,6 +35,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "nfe": (0.0, 0.0),
 }
 
+# Settings the numbers depend on beyond the config (a decode's batch and CPU threads): they must be
+# equal where both tables record them, or the numbers are not comparable.
+PROVENANCE = ("batch_size", "threads")
+
 
 @dataclass(frozen=True)
 class WorkflowRun:
@@ -88,6 +92,11 @@ def _close(actual: float, expected: float, atol: float, rtol: float) -> bool:
     return math.isclose(actual, expected, abs_tol=atol, rel_tol=rtol)
 
 
+def _same(actual: object, expected: object) -> bool:
+    """Equal settings, or both unrecorded (NaN)."""
+    return bool(pd.isna(actual) and pd.isna(expected)) or actual == expected
+
+
 def compare(actual: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
     """Readable differences between two summary tables (empty when they agree)."""
     problems = []
@@ -97,6 +106,10 @@ def compare(actual: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
     for key in sorted(set(a.index) - set(e.index), key=str):
         problems.append(f"unexpected row {key}")
     for key in sorted(set(a.index) & set(e.index), key=str):
+        for column in PROVENANCE:
+            if column in e.columns and column in a.columns and not _same(a.loc[key, column], e.loc[key, column]):
+                problems.append(f"{'/'.join(map(str, key))} {column}: run under {a.loc[key, column]}, "
+                                f"reference under {e.loc[key, column]} (the numbers depend on it)")
         for column, (atol, rtol) in TOLERANCES.items():
             if column not in e.columns:
                 continue

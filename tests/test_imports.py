@@ -42,3 +42,12 @@ def test_command_map_names_each_command_of_the_full_parser():
 def test_main_runs_a_command_through_its_own_module(capsys):
     assert cli.main(["datasets", "list"]) == 0
     assert "kodak" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, command", [(["--threads", "1", "tables"], "tables"),
+                                           (["-v", "--threads=2", "datasets", "list"], "datasets")])
+def test_global_options_before_the_command_keep_the_import_light(argv, command):
+    """Every workflow rule calls ``python -m bench --threads N CMD``: the option's value is not the command."""
+    assert cli._requested_command(argv) == command  # noqa: SLF001
+    assert _heavy_after(f"from bench.cli import _requested_command, build_parser\n"
+                        f"build_parser(_requested_command({argv!r}))") == []

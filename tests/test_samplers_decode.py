@@ -9,6 +9,9 @@ arguments stopping with exit code 2 before anything is written.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +191,30 @@ def test_compiled_unet_gives_the_eager_output(setup: dict[str, Path]) -> None:
         assert json.loads(out.with_suffix(".json").read_text())["compiled"] == (flag == "--compile")
     difference = np.abs(outs["--compile"] - outs["--no-compile"])
     assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+
+
+def test_record_names_the_batches_and_threads(setup: dict[str, Path]) -> None:
+    """A sample depends on its batch-mates and the threads at the rounding level: the record says both."""
+    out = setup["tmp"] / "batched"
+    assert decode(setup, setup["bits"], str(out), "--sampler", "ddim", "--steps", "2", "--batch-size", "2") == 0
+    batching = json.loads((out / "decode_config.json").read_text())["batching"]
+    assert batching["batch_size"] == 2
+    assert batching["batches"] == [["img0.bin"], ["img1.bin"]]  # two padded sizes: never batched together
+    assert batching["threads"] == torch.get_num_threads() and batching["cpu_capability"]
+
+
+def test_threads_flag_wins_over_the_environment(setup: dict[str, Path]) -> None:
+    """``python -m bench --threads 1`` gives the same bytes whatever OMP_NUM_THREADS says (a run by hand
+    vs a Snakemake job): the flag, not the environment, fixes the threads."""
+    digests = []
+    for omp in ("1", "3"):
+        out = setup["tmp"] / f"omp{omp}"
+        env = {**os.environ, "OMP_NUM_THREADS": omp, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        cmd = [sys.executable, "-m", "bench", "--threads", "1", "decode", str(setup["bits"]), str(out),
+               "--decoder", "diffusion", "--checkpoint", str(setup["msh"]), "--decoder-checkpoint",
+               str(setup["residual"]), "--device", "cpu", "--sampler", "ddpm", "--steps", "2"]
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        record = json.loads((out / "decode_config.json").read_text())
+        assert record["batching"]["threads"] == 1
+        digests.append({p.name: p.read_bytes() for p in sorted(out.glob("*.png"))})
+    assert digests[0] == digests[1] and len(digests[0]) == len(SIZES)

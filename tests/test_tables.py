@@ -33,7 +33,8 @@ def test_collect_joins_records_and_point_columns(tmp_path: Path) -> None:
     msh = _point(tmp_path, "msh", 25.0, {"decode_s_per_image": 0.2, "msh_weights": "ab"})
     ddim = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, {"decode_s_per_image": 3.0},
                   {"sampling": {"network_evaluations": 10},
-                   "decoder_checkpoint": {"weights_hash": "cd", "rho_effective": 0.0}})
+                   "decoder_checkpoint": {"weights_hash": "cd", "rho_effective": 0.0},
+                   "batching": {"batch_size": 2, "batches": [["a.bin", "b.bin"]], "threads": 1}})
     per_image, summary = collect(*zip(msh, ddim))
     assert list(summary["point"]) == ["msh", "ddim-k10-eta0-s0"]
     assert list(summary["nfe"]) == [0, 10]
@@ -41,6 +42,7 @@ def test_collect_joins_records_and_point_columns(tmp_path: Path) -> None:
     assert (ddim_row["decoder"], ddim_row["sampler"], ddim_row["steps"], ddim_row["eta"]) == ("diffusion", "ddim", 10, 0.0)
     assert summary.iloc[0]["decoder"] == "msh" and summary.iloc[0]["decode_s_per_image"] == 0.2
     assert (ddim_row["decoder_weights"], ddim_row["rho"], ddim_row["decode_s_per_image"]) == ("cd", 0.0, 3.0)
+    assert (ddim_row["batch_size"], ddim_row["threads"]) == (2, 1)  # the settings a sample depends on
     assert len(per_image) == 4 and set(per_image["sampler"].dropna()) == {"ddim"}
     assert list(summary.columns[:4]) == ["dataset", "codec", "quality", "point"]
 

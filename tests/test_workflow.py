@@ -56,3 +56,13 @@ def test_compare_reports_changed_numbers() -> None:
         "kodak/mbt2018-mean/1/msh psnr: got 25.5, reference 25 (tolerance abs 0.3, rel 0.0)"
     ]
     assert compare(base.iloc[0:0], base) == ["missing row ('kodak', 'mbt2018-mean', 1, 'msh')"]
+
+
+def test_compare_reports_a_changed_setting() -> None:
+    """A run decoded under other threads or another batch size is not comparable: compare says which."""
+    base = pd.DataFrame([{"dataset": "kodak", "codec": "mbt2018-mean", "quality": 1, "point": "ddim-k2-eta0-s0",
+                          "psnr": 15.0, "batch_size": 2, "threads": 1}])
+    assert compare(base, base) == []
+    assert compare(base.assign(threads=2), base) == [
+        "kodak/mbt2018-mean/1/ddim-k2-eta0-s0 threads: run under 2, reference under 1 (the numbers depend on it)"
+    ]

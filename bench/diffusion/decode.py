@@ -13,8 +13,9 @@ Outputs, all written atomically, PNGs first and the record last:
 With several seeds, ``OUT`` must contain ``{seed}`` and is formatted once per seed, e.g.
 ``work/kodak/q1/ddpm-k100-s{seed}`` writes one point folder per seed. The record holds the full
 diffusers scheduler config, sampler, steps, eta, seed, clipping, the decoder and MSH checkpoints
-(file sha256 and weights hashes), the bitstreams' sha256, device and code version: enough to redo
-the decode bit for bit on the same device.
+(file sha256 and weights hashes), the bitstreams' sha256, device and code version, and the batching
+(batch size, which images shared a batch, CPU threads and instruction set, :func:`batching_record`):
+enough to redo the decode bit for bit on the same device.
 """
 
 from __future__ import annotations
@@ -207,6 +208,19 @@ def _record(
     }
 
 
+def batching_record(streams: Sequence[Path], batches: Sequence[Sequence[int]], batch_size: int) -> dict[str, Any]:
+    """What a sample depends on besides its seed and the files: the batch it was computed in and the
+    CPU threads. A seed's sample differs at the rounding level (a few pixels by one 8-bit level)
+    with the images batched beside it and with the thread count, so "the same decode bit for bit"
+    needs these too."""
+    return {
+        "batch_size": batch_size,
+        "batches": [[streams[i].name for i in indices] for indices in batches],
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -252,7 +266,8 @@ def decode_diffusion(
 
     written: list[Path] = []
     with tqdm(total=len(latents), desc=f"diffusion {sampler}-{steps}", unit="img", **progress_options()) as bar:
-        for indices in _batches(latents, batch_size):
+        batches = _batches(latents, batch_size)
+        for indices in batches:
             images = decode_batch(model, codec, [latents[i] for i in indices], plan, job.seeds)
             for row, i in enumerate(indices):
                 for col, seed in enumerate(job.seeds):
@@ -263,6 +278,7 @@ def decode_diffusion(
     digests = {path: sha256_file(path) for path in job.streams}
     msh_source = "pretrained" if pretrained else str(msh_checkpoint)
     for seed in job.seeds:
-        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests) | {"compiled": compile_model}
+        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests) | {
+            "compiled": compile_model, "batching": batching_record(job.streams, batches, batch_size)}
         _write_json(job.record_path(seed), record)
     return written

@@ -55,7 +55,8 @@ if not os.path.exists(CONFIG_FILE):
 # core instead, so a CPU run never oversubscribes the cores (two 2-thread torch processes on two
 # cores slow each other down 5-10x); on a cluster the profile's cpus_per_task decides.
 # `torch_threads` in the config fixes the number instead (the CI config: 1, so its numbers do not
-# depend on the machine's or the executor's core count).
+# depend on the machine's or the executor's core count). Rules pass their threads as `python -m bench --threads`,
+# so a step uses them whatever OMP_NUM_THREADS its environment has.
 
 
 def local_cores():
