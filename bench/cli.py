@@ -21,6 +21,7 @@ from bench.utils import (
     os_error_in,
     os_error_message,
     set_torch_threads,
+    use_portable_numerics,
 )
 
 # Modules that contribute subcommands, in the order they appear in ``--help``.
@@ -44,12 +45,18 @@ def _global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads of this step (default: $OMP_NUM_THREADS, else every core); "
                              "results depend on it at the rounding level, so the workflow passes its rule's threads")
+    parser.add_argument("--portable-numerics", action="store_true",
+                        help="CPU kernels whose results do not depend on the x86 CPU model (config key "
+                             "portable_numerics; about 30 %% slower)")
     return parser
 
 
 def _requested_command(argv: list[str]) -> str | None:
-    """The subcommand named in ``argv`` (the first argument after the global options), if any."""
-    _, rest = _global_options(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+    """The subcommand named in ``argv`` (the first argument after the global options), if any; with
+    ``--portable-numerics`` its environment is set here, before the command's module imports torch."""
+    options, rest = _global_options(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+    if options.portable_numerics:
+        use_portable_numerics()
     return next((arg for arg in rest if not arg.startswith("-")), None)
 
 

@@ -22,7 +22,7 @@ from bench.codec.commands import add_codec_arguments
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
 from bench.codec.model import load_checkpoint, weights_label, zoo_origin
 from bench.points import SAMPLER_NAMES
-from bench.utils import BenchError, atomic_path, device_description, output_lock, resolve_device
+from bench.utils import BenchError, atomic_path, cpu_numerics, device_description, output_lock, resolve_device
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ def write_record(args: argparse.Namespace, seconds: float) -> None:
         "peak_mem_mb": peak_memory_mb(device),
         "msh_weights": weights_label(header.weights_hash, meta),
         "device": device_description(device),
+        "cpu_numerics": cpu_numerics(),
     }
     with atomic_path(args.record) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -24,7 +24,7 @@ from bench.utils import BenchError, atomic_path
 
 RECORD_NAME = "decode.json"  # written by `decode --record`: timing, memory, MSH weights hash
 DIFFUSION_RECORD_NAME = "decode_config.json"  # written by the diffusion decoder: sampler and checkpoint
-RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho", "batch_size", "threads")
+RECORD_FIELDS = ("nfe", "decode_s_per_image", "peak_mem_mb", "msh_weights", "decoder_weights", "rho", "batch_size", "threads", "cpu_numerics")
 POINT_FIELDS = ("decoder", "sampler", "steps", "eta", "t0", "guidance", "n_avg", "seed")
 LEADING = ("dataset", "codec", "quality", "point", *POINT_FIELDS, "n_seeds", "nfe")
 

@@ -341,6 +341,33 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# The environment that pins torch's CPU kernels to one code path on every x86-64 CPU: ATen's
+# non-vectorised kernels, oneDNN's SSE4.1 kernels, MKL's conditional numerical reproducibility.
+PORTABLE_NUMERICS_ENV: dict[str, str] = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "DNNL_MAX_CPU_ISA": "SSE41",
+    "MKL_CBWR": "COMPATIBLE",
+}
+
+
+def use_portable_numerics() -> None:
+    """Set :data:`PORTABLE_NUMERICS_ENV` for this process (``python -m bench --portable-numerics``).
+
+    The libraries read these variables when torch loads, so this must run before the first torch
+    import; in a process that already imported torch it only warns.
+    """
+    if "torch" in sys.modules and cpu_numerics() != "portable":
+        log.warning("--portable-numerics has no effect here: torch was imported before it was set")
+    os.environ.update(PORTABLE_NUMERICS_ENV)
+
+
+def cpu_numerics() -> str:
+    """``portable`` when this process runs with :data:`PORTABLE_NUMERICS_ENV`, else ``native``
+    (the CPU's own vector kernels: results then depend on the CPU model at the rounding level)."""
+    portable = all(os.environ.get(name) == value for name, value in PORTABLE_NUMERICS_ENV.items())
+    return "portable" if portable else "native"
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Fix torch's CPU threads (intra-op, and inter-op while that is still allowed); ``None`` leaves
     torch's default: ``$OMP_NUM_THREADS``, else every core (and does not import torch).

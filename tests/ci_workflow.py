@@ -35,9 +35,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "nfe": (0.0, 0.0),
 }
 
-# Settings the numbers depend on beyond the config (a decode's batch and CPU threads): they must be
+# Settings the numbers depend on beyond the config (a decode's batch, CPU threads and CPU kernels): they must be
 # equal where both tables record them, or the numbers are not comparable.
-PROVENANCE = ("batch_size", "threads")
+PROVENANCE = ("batch_size", "threads", "cpu_numerics")
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from bench import cli
+from bench import cli, utils
 
 # What workflow/rules/*.smk import at parse time, plus the CLI module every job runs through.
 PARSE_TIME_MODULES = ("bench.points", "bench.config", "bench.utils", "bench.data", "bench.baselines.byo", "bench.cli")
@@ -51,3 +52,18 @@ def test_global_options_before_the_command_keep_the_import_light(argv, command):
     assert cli._requested_command(argv) == command  # noqa: SLF001
     assert _heavy_after(f"from bench.cli import _requested_command, build_parser\n"
                         f"build_parser(_requested_command({argv!r}))") == []
+
+
+def test_portable_numerics_reach_torch_before_it_loads():
+    """``--portable-numerics`` (config key portable_numerics, on in the CI config) must be in the
+    environment before the command's module imports torch: ATen then runs its non-vectorised kernels."""
+    code = ("from bench.cli import _requested_command\n"
+            "_requested_command(['--portable-numerics', '--threads', '1', 'decode'])\n"
+            "import torch\nfrom bench.utils import cpu_numerics\n"
+            "print(torch.backends.cpu.get_cpu_capability(), cpu_numerics())")
+    env = {k: v for k, v in os.environ.items() if k not in utils.PORTABLE_NUMERICS_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["DEFAULT", "portable"]
+    native = subprocess.run([sys.executable, "-c", "from bench.utils import cpu_numerics; print(cpu_numerics())"],
+                            capture_output=True, text=True, check=True, env=env)
+    assert native.stdout.strip() == "native"

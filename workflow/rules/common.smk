@@ -73,6 +73,9 @@ def local_cores():
 
 LOCAL_CORES = local_cores()
 TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
+# `portable_numerics` (the CI config): every torch step runs CPU kernels whose results do not depend
+# on the x86 CPU model, so the golden table holds on any machine (see bench/schema.yaml).
+NUMERICS_ARG = "--portable-numerics" if config["portable_numerics"] else ""
 
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
 
@@ -81,7 +84,8 @@ def settings_hash(*keys):
     """Hash of what a model's training reads (the seed, the training set, the named sections): as a
     rule's params, a change to it reruns that training (Snakemake's params trigger), while edits
     elsewhere (sampling, metrics, the evaluation sets) leave the trained models in place."""
-    return config_hash({"seed": config["seed"], "train": TRAIN_DATASET, **{key: config[key] for key in keys}})
+    return config_hash({"seed": config["seed"], "train": TRAIN_DATASET, "numerics": config["portable_numerics"],
+                        **{key: config[key] for key in keys}})
 
 
 MSH_SETTINGS = settings_hash("msh")

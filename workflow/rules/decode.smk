@@ -16,7 +16,7 @@ rule encode:
     benchmark:
         "benchmarks/encode/{dataset}/q{quality}.tsv"
     shell:
-        "{PY} -m bench --threads {threads} encode {input.images} {output} --quality {wildcards.quality} --checkpoint {input.msh} "
+        "{PY} -m bench {NUMERICS_ARG} --threads {threads} encode {input.images} {output} --quality {wildcards.quality} --checkpoint {input.msh} "
         "--device {config[device]} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule decode_msh:
     benchmark:
         "benchmarks/decode/{dataset}/q{quality}/msh.tsv"
     shell:
-        "{PY} -m bench --threads {threads} decode {input.bits} {output} --decoder msh --checkpoint {input.msh} "
+        "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder msh --checkpoint {input.msh} "
         "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
 
 
@@ -63,7 +63,7 @@ rule decode_diffusion:
     resources:
         gpu=1,
     shell:
-        "{PY} -m bench --threads {threads} decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
+        "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
         "--decoder-checkpoint {input.decoder} {params.sampler} {params.clip} {params.compile} --batch-size {params.batch} "
         "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
 

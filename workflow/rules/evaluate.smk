@@ -53,7 +53,7 @@ rule metrics:
         labels=codec_labels,
         rate=lambda wc: "--bpp-table" if wc.group == "byo" else "--bitstreams",
     shell:
-        "{PY} -m bench --threads {threads} metrics --config {CONFIG_FILE} --reference {input.reference} "
+        "{PY} -m bench {NUMERICS_ARG} --threads {threads} metrics --config {CONFIG_FILE} --reference {input.reference} "
         "--reconstructions {input.reconstructions:q} {params.rate} {input.rate:q} --out {output.per_image} "
         "--summary {output.summary} {params.labels} --reference-cache work/{wildcards.dataset}/metrics/reference-cache "
         "> {log} 2>&1"

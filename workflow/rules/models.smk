@@ -19,7 +19,7 @@ if config["msh"]["source"] == "train":
         resources:
             gpu=1,
         shell:
-            "{PY} -m bench --threads {threads} train-msh --config {CONFIG_FILE} --quality {wildcards.quality} --data {input.data} "
+            "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-msh --config {CONFIG_FILE} --quality {wildcards.quality} --data {input.data} "
             "--out {output} > {log} 2>&1"
 
 elif config["msh"]["source"] == "zoo":
@@ -53,5 +53,5 @@ rule train_decoder:
     resources:
         gpu=1,
     shell:
-        "{PY} -m bench --threads {threads} train-decoder --config {CONFIG_FILE} --quality {wildcards.quality} "
+        "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-decoder --config {CONFIG_FILE} --quality {wildcards.quality} "
         "--msh-checkpoint {input.msh} --data {input.data} --out {output} > {log} 2>&1"

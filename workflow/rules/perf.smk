@@ -20,7 +20,7 @@ if PERF_QUALITY is not None:
         resources:
             gpu=1,
         shell:
-            "{PY} -m bench --threads {threads} perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
+            "{PY} -m bench {NUMERICS_ARG} --threads {threads} perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
             "--decoder-checkpoint {input.decoder} --device {config[device]} {MIRROR_ARG} --out {output} > {log} 2>&1"
 
 
