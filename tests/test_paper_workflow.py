@@ -9,7 +9,7 @@ the mirror, CLIC 2020 professional valid and DIV2K valid from upstream-layout zi
 DDIM and DDPM, the non-overlapping FID protocol, JPEG, real backbones only. Shrunk: image counts
 and the evaluation crop (256 px: the metrics then take seconds, and NIQE refuses images this small
 by design, see bench/metrics/niqe.py), the UNet's width and depth, training steps and crops, the
-grid's step counts, the FID patch size and the bootstrap resamples.
+grid's step counts, the JPEG qualities, the FID patch size and the bootstrap resamples.
 
 The datasets come through ``BENCH_DATA_MIRROR=http://127.0.0.1:PORT`` laid out as NAME/FILE: the
 real download path of every job (a monkeypatch would not reach Snakemake's subprocesses), and the
@@ -46,8 +46,10 @@ OVERRIDES = [
     "datasets={max_images: 2, eval_crop: 256}",
     "decoder={model: {num_channels: 16, num_res_blocks: 1}, train: {steps: 3, batch_size: 2, crop: 64, "
     "checkpoint_every: 2}}",
-    "sampling={grid: [{sampler: ddim, steps: [2], eta: [0.0]}, {sampler: ddpm, steps: [2, 3]}], batch_size: 2}",
-    "metrics={patch_size: 64, bootstrap: 100, swd_patches_per_level: 1024}",
+    "sampling={grid: [{sampler: ddim, steps: [2], eta: [0.0]}, {sampler: ddpm, steps: [2]}], batch_size: 2}",
+    # torch-fidelity resizes every patch to 299 px for Inception: fewer, larger patches are cheaper
+    "metrics={patch_size: 128, bootstrap: 100, swd_patches_per_level: 1024}",
+    "baselines={jpeg_qualities: [10]}",
 ]
 FIGURES = ["rdp", "tradeoff", "samples", "cost"]
 # Columns a row of that kind has no value for, by design (the summary's contract).
@@ -55,7 +57,7 @@ NOT_DIFFUSION = {"decoder_weights", "rho", "sampler", "steps", "eta", "t0", "gui
 # NIQE refuses images under 37 whole 96x96 blocks (256x256 has 4); kid_std needs a KID subset
 # smaller than the patch count (here every subset is all patches).
 SMALL_RUN_NAN = {"niqe", "niqe_ci_lo", "niqe_ci_hi", "niqe_reference", "niqe_reference_ci_lo",
-                 "niqe_reference_ci_hi", "kid_std_nonoverlap_p64"}
+                 "niqe_reference_ci_hi", "kid_std_nonoverlap_p128"}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,7 @@ def test_every_column_is_filled(paper_run: WorkflowRun, dataset: str) -> None:
     assert {(c, q, "msh") for c in ["mbt2018-mean"] for q in range(1, 6)} <= points
     diffusion = summary[summary["decoder"] == "diffusion"]
     assert sorted(set(zip(diffusion["quality"], diffusion["point"]))) == [
-        (q, p) for q in (1, 2) for p in ["ddim-k2-eta0-s0", "ddpm-k2-s0", "ddpm-k3-s0"]
+        (q, p) for q in (1, 2) for p in ["ddim-k2-eta0-s0", "ddpm-k2-s0"]
     ]
     assert (diffusion["rho"] == 0.9).all()
     assert summary["msh_weights"].dropna().str.startswith("zoo:").all()
