@@ -4,11 +4,14 @@
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config
 
-from bench.config import validate_config
+from bench.config import typed_config_overrides, validate_config
 from bench.utils import BenchError
 
 configfile: "configs/default.yaml"
+# --config values nested as YAML arrive with every scalar a string (Snakemake's BaseLoader): type them.
+update_config(config, typed_config_overrides(workflow.config_settings.overwrite_config or {}))
 try:  # the CLI's check: same schema, same one-line message, defaults filled
     config.update(validate_config(config))
 except BenchError as err:

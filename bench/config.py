@@ -80,6 +80,29 @@ def with_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> dict
     return validate_config(merged)
 
 
+def typed_config_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's ``--config KEY=VALUE`` overrides with the scalars inside nested values typed as YAML.
+
+    Snakemake parses a value that is not a plain number or boolean with YAML's BaseLoader, which
+    keeps every scalar a string: ``--config decoder='{train: {steps: 3}}'`` arrives as
+    ``{"train": {"steps": "3"}}`` and fails the schema ('3' is not of type 'integer'). Each string
+    inside a mapping or list is read again as a YAML scalar (``"3"`` → 3, ``"null"`` → None,
+    ``"kodak"`` stays a string); top-level values are left as Snakemake typed them.
+    """
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        if isinstance(value, str):
+            parsed = yaml.safe_load(value) if value.strip() else value
+            return parsed if parsed is None or isinstance(parsed, (bool, int, float, str)) else value
+        return value
+
+    return {key: typed(value) if isinstance(value, (Mapping, list)) else value for key, value in overrides.items()}
+
+
 def _read_yaml(path: Path) -> Any:
     """The YAML document of ``path``; a syntax error is one ``FILE:LINE:COL: problem`` line."""
     try:

@@ -59,15 +59,16 @@ class WorkflowRun:
 
 
 def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
-              timeout: float = 3600) -> WorkflowRun:
-    """Run the repository's Snakefile with the CI config in ``workdir``; ``env`` replaces os.environ.
+              timeout: float = 3600, configfile: Path = CI_CONFIG) -> WorkflowRun:
+    """Run the repository's Snakefile with ``configfile`` (the CI config) in ``workdir``; ``env``
+    replaces os.environ.
 
     Jobs run with one thread each (two jobs in parallel on two cores).
     """
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe) if exe.exists() else shutil.which("snakemake") or "snakemake",
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(CI_CONFIG), *args]
+           "--configfile", str(configfile), *args]
     run_env = dict(env if env is not None else os.environ) | {"OMP_NUM_THREADS": "1"}
     start = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env, check=False)

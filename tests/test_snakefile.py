@@ -154,3 +154,15 @@ def test_msh_source_auto_trains_with_one_warning_without_zoo_files(
     jobs, output = _dry_run_rules(REPO / "configs" / "default.yaml", tmp_path / "default")
     assert jobs["train_msh"] == 3 and "export_msh" not in jobs
     assert output.count("TRAINING a small MSH") == 1 and "mbt2018-mean-1-e522738d.pth.tar" in output
+
+
+def test_nested_config_overrides_are_typed(tmp_path: Path) -> None:
+    """configs/paper.yaml's documented guidance override: Snakemake hands nested values over as strings."""
+    result = _snakemake("-n", "--configfile", str(REPO / "configs" / "paper.yaml"), "--directory", str(tmp_path),
+                        "--snakefile", str(REPO / "Snakefile"), "--config", "decoder={train: {p_uncond: 0.1}}",
+                        "sampling={grid: [{sampler: ddim, steps: [10], guidance: [2.0]}]}", "msh={source: train}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (written,) = (tmp_path / "work" / "configs").glob("*.yaml")
+    config = yaml.safe_load(written.read_text())
+    assert config["decoder"]["train"]["p_uncond"] == 0.1 and config["decoder"]["train"]["steps"] == 1500000
+    assert config["sampling"]["grid"][0]["steps"] == [10] and config["sampling"]["grid"][0]["guidance"] == [2.0]
