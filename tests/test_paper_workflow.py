@@ -80,7 +80,7 @@ def paper_run(weight_files: WeightFiles, kodak_dir: Path, tmp_path_factory: pyte
             "BENCH_WEIGHT_HASHES": str(weight_files.hashes),
         }
         run = snakemake(tmp / "run", "--cores", "2", "--config", *OVERRIDES, env=env, configfile=PAPER_CONFIG,
-                        timeout=1200)
+                        timeout=3600)
     finally:
         next(server_fixture, None)
     print(f"paper DAG: {run.seconds:.0f} s wall")
