@@ -117,7 +117,7 @@ def test_bad_inputs_are_clear_errors(reference: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"not a png")
-    with pytest.raises(BenchError, match="not a readable image"):
+    with pytest.raises(BenchError, match="cannot be read as an image"):
         jpeg.compress_folder(broken, 50, tmp_path / "bits2", tmp_path / "out2")
 
 

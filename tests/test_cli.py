@@ -251,7 +251,9 @@ def test_sigterm_of_a_real_train_msh_process(data_dir: Path, tmp_path: Path) -> 
     the same command then resumes from the saved step and ends with the uninterrupted weights."""
     out, straight = tmp_path / "q1.pt", tmp_path / "straight.pt"
     flags = {"--steps": "40", "--checkpoint-every": "1000"}  # the only partial is the SIGTERM one
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_PROGRESS_INTERVAL_S": "0"}
+    # the same threads as this process, which resumes and reruns it (training numerics depend on them)
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads()),
+                        "BENCH_PROGRESS_INTERVAL_S": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "bench", *train_args(data_dir, out, **flags)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
     seen, deadline = b"", time.monotonic() + 300
