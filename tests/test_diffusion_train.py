@@ -326,7 +326,7 @@ def test_train_decoder_cli(tiny_codec: tuple[MSHCodec, Path], tmp_path: Path, ca
     decoder = load_decoder(out)
     assert decoder.checkpoint_info["step"] == 2 and decoder.config.latent_channels == M
     assert cli_main(args(tmp_path / "missing")) == 2
-    assert "no PNG images" in capsys.readouterr().err
+    assert "missing does not exist" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the decoder reads the bits
