@@ -203,7 +203,7 @@ def test_shape_mismatch_and_corrupt_images_name_the_image(
     out = tmp_path / "out.csv"
     _assert_error(capsys, _run(reference, reconstructions, out, *FAST), "image port", "64x48", "48x64")
     (reconstructions / "port.png").write_bytes(b"\x89PNG truncated")
-    _assert_error(capsys, _run(reference, reconstructions, out, *FAST), "port.png is not a readable image")
+    _assert_error(capsys, _run(reference, reconstructions, out, *FAST), "port.png cannot be read as an image")
     assert not out.exists() and not (tmp_path / "out_summary.csv").exists()
 
 
