@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.metrics.columns import protocol_column
 from bench.metrics.evaluate import MetricsOptions, evaluate, match_images
 
 from .conftest import write_png
@@ -37,7 +38,8 @@ def pairs(tmp_path: Path):
 def _fid(pairs, cache: Path | None) -> tuple[float, float]:
     options = dataclasses.replace(MetricsOptions.defaults(), **FID_ONLY)
     summary = evaluate(pairs, options, reference_cache=cache).summary.iloc[0]
-    return float(summary["fid"]), float(summary["kid"])
+    fid, kid = (protocol_column(name, options.fid_protocol, options.patch_size) for name in ("fid", "kid"))
+    return float(summary[fid]), float(summary[kid])
 
 
 def test_a_cache_hit_gives_the_values_of_a_fresh_computation_and_is_really_read(pairs, tmp_path: Path) -> None:
