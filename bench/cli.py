@@ -24,11 +24,6 @@ from bench.utils import (
     use_portable_numerics,
 )
 
-# Modules that contribute subcommands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("bench.data", "bench.codec.commands", "bench.decode", "bench.metrics.cli", "bench.diffusion.train",
-                                   "bench.baselines.jpeg", "bench.baselines.byo", "bench.tables", "bench.report",
-                                   "bench.perf", "bench.gpu_check")
-
 # Each subcommand's module: a run imports only that one (torch, torch-fidelity and matplotlib cost seconds
 # per call, and every Snakemake job is one call); ``--help`` and unknown commands import them all.
 COMMAND_MODULE: dict[str, str] = {
@@ -37,6 +32,8 @@ COMMAND_MODULE: dict[str, str] = {
     "train-decoder": "bench.diffusion.train", "jpeg": "bench.baselines.jpeg", "byo-check": "bench.baselines.byo",
     "tables": "bench.tables", "report": "bench.report", "perf": "bench.perf", "gpu-check": "bench.gpu_check",
 }  # fmt: skip
+# Modules that contribute subcommands, in the order they appear in ``--help`` (derived: one list to keep).
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMAND_MODULE.values()))
 
 
 def _global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -37,13 +37,18 @@ def mirror() -> Path:
     return path
 
 
+def mirror_folder(mirror: Path, name: str, probe: str, what: str) -> Path:
+    """The mirror's ``name`` folder, skipping the test when its ``probe`` file is absent."""
+    path = mirror / name
+    if not (path / probe).exists():
+        pytest.skip(f"{what} is not in the mirror {mirror}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def kodak_dir(mirror: Path) -> Path:
     """The mirror's Kodak folder (skips when absent)."""
-    path = mirror / "kodak"
-    if not (path / "kodim01.png").exists():
-        pytest.skip(f"Kodak is not in the mirror {mirror}")
-    return path
+    return mirror_folder(mirror, "kodak", "kodim01.png", "Kodak")
 
 
 @pytest.fixture(autouse=True)

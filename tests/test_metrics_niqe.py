@@ -32,6 +32,7 @@ from bench.metrics.niqe import (
     pristine_model,
 )
 from bench.utils import BenchError
+from tests.conftest import mirror_folder
 
 N_IMAGES = 3
 MATLAB_BABOON = 5.72957338  # MATLAB R2021a niqe, Y channel, per ../shared/data/niqe/README.md (BasicSR docstring)
@@ -39,10 +40,7 @@ MATLAB_BABOON = 5.72957338  # MATLAB R2021a niqe, Y channel, per ../shared/data/
 
 @pytest.fixture(scope="module")
 def niqe_mirror(mirror: Path) -> Path:
-    path = mirror / "niqe"
-    if not (path / "baboon.png").exists():
-        pytest.skip(f"the NIQE reference files are not in the mirror {mirror}")
-    return path
+    return mirror_folder(mirror, "niqe", "baboon.png", "the NIQE reference files")
 
 
 @pytest.fixture(scope="module")
