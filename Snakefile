@@ -1,6 +1,7 @@
 # rdp-bench workflow: data -> MSH -> diffusion decoder -> bitstreams -> decode grid -> metrics
 # -> tables -> figures. Every rule runs one `python -m bench ...` command; the config is validated
 # against bench/schema.yaml (defaults filled) before any rule is built.
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -9,7 +10,14 @@ from snakemake.utils import update_config
 from bench.config import typed_config_overrides, validate_config
 from bench.utils import BenchError
 
-configfile: "configs/default.yaml"
+# A --configfile is the whole config (the schema's defaults fill what it leaves out), the same as
+# `python -m bench --config FILE` reads. configs/default.yaml, found beside this Snakefile, runs only
+# when none is given: Snakemake's `configfile:` would merge it *under* the user's file, so in the
+# checkout (and only there) a key the user's config leaves out silently took default.yaml's value.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "configs", "default.yaml")
+
 # --config values nested as YAML arrive with every scalar a string (Snakemake's BaseLoader): type them.
 update_config(config, typed_config_overrides(workflow.config_settings.overwrite_config or {}))
 try:  # the CLI's check: same schema, same one-line message, defaults filled

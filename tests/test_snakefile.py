@@ -166,3 +166,42 @@ def test_nested_config_overrides_are_typed(tmp_path: Path) -> None:
     config = yaml.safe_load(written.read_text())
     assert config["decoder"]["train"]["p_uncond"] == 0.1 and config["decoder"]["train"]["steps"] == 1500000
     assert config["sampling"]["grid"][0]["steps"] == [10] and config["sampling"]["grid"][0]["guidance"] == [2.0]
+
+
+def _run_config(workdir: Path) -> dict[str, object]:
+    """The validated config a Snakemake run in ``workdir`` handed its steps (its ``work/configs`` snapshot)."""
+    (snapshot,) = (workdir / "work" / "configs").glob("*.yaml")
+    return yaml.safe_load(snapshot.read_text())
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_a_configfile_is_the_whole_config_wherever_snakemake_runs(config: Path, tmp_path: Path) -> None:
+    """``--configfile X`` runs X with the schema's defaults, exactly what ``python -m bench --config X``
+    reads, also from a folder holding ``configs/default.yaml`` (the checkout, where users run).
+
+    Snakemake merges a Snakefile's ``configfile:`` under the command line's: the CI config run in
+    the checkout silently took the default config's decoder init and prior (so its trained decoder,
+    and the golden table's diffusion rows, differed from the same command run anywhere else).
+    """
+    checkout_like = tmp_path / "checkout"
+    shutil.copytree(REPO / "configs", checkout_like / "configs")
+    elsewhere = tmp_path / "elsewhere"
+    for workdir in (checkout_like, elsewhere):
+        result = _snakemake("-n", "--configfile", str(config), "--directory", str(workdir), "--snakefile",
+                            str(REPO / "Snakefile"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    expected = load_config(config)
+    expected["msh"]["source"] = _run_config(elsewhere)["msh"]["source"]  # `auto` is resolved at parse time
+    assert _run_config(checkout_like) == expected
+    assert _run_config(elsewhere) == expected
+
+
+def test_without_a_configfile_the_default_config_runs_from_any_folder(tmp_path: Path) -> None:
+    """No ``--configfile``: the checkout's ``configs/default.yaml``, found beside the Snakefile, not in
+    the working directory (``--directory`` elsewhere works); ``--config`` overrides still apply."""
+    result = _snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                        "--config", "seed=7")
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = load_config(REPO / "configs" / "default.yaml") | {"seed": 7}
+    expected["msh"]["source"] = _run_config(tmp_path)["msh"]["source"]
+    assert _run_config(tmp_path) == expected
