@@ -223,7 +223,7 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
     """Optimiser steps per second of ``bench.diffusion.train`` for this model and train config on
     random crops (the codec's device): ``warmup`` untimed steps, then up to ``steps`` timed ones
     within ``time_box_s``; peak memory over the timed steps."""
-    from bench.diffusion.train import _train_step, new_run, prepare_batch
+    from bench.diffusion.train import train_step, new_run, prepare_batch
 
     device = codec.device
     run = new_run(model_config, train_cfg, codec)
@@ -235,7 +235,7 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
 
     def step() -> None:
         batch = prepare_batch(codec, torch.rand(shape, generator=crops).to(device))
-        _train_step(run, schedule, batch, train_cfg, lpips_net, rho)
+        train_step(run, schedule, batch, train_cfg, lpips_net, rho)
 
     for _ in range(warmup):
         step()

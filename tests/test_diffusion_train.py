@@ -20,9 +20,7 @@ from PIL import Image
 from bench.cli import main as cli_main
 from bench.codec import MSHCodec, load_codec, pad
 from bench.codec.model import save_checkpoint
-from bench.codec.train import MSHTrainConfig, train_msh
 from bench.config import load_config
-from bench.data import list_images
 from bench.diffusion import train
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
 from bench.diffusion.schedule import make_schedule
@@ -41,6 +39,7 @@ from bench.diffusion.train import (
 )
 from bench.samplers import Knobs, sample
 from bench.utils import BenchError, Terminated
+from tests.ci_workflow import WorkflowRun
 from tests.conftest import REPO, write_png
 
 M, N = 24, 16
@@ -184,11 +183,11 @@ def test_tiny_model_overfits_one_crop(tiny_codec: tuple[MSHCodec, Path]) -> None
 def test_nan_loss_stops_with_a_clear_message(tiny_codec: tuple[MSHCodec, Path]) -> None:
     codec, _ = tiny_codec
     model = DiffusionDecoder(tiny_model_config())
-    run = train._Run(model, train.EMA(model, 0.9), torch.optim.AdamW(model.parameters()), torch.Generator())
+    run = train.TrainRun(model, train.EMA(model, 0.9), torch.optim.AdamW(model.parameters()), torch.Generator())
     batch = prepare_batch(codec, torch.rand(2, 3, 64, 64))
     bad = TrainBatch(batch.x0 * float("nan"), batch.y_hat, batch.x_msh, batch.padding)
     with pytest.raises(BenchError, match="diverged at step 1"):
-        train._train_step(run, model.noise_schedule(None), bad, tiny_train_config(), None, 0.0)
+        train.train_step(run, model.noise_schedule(None), bad, tiny_train_config(), None, 0.0)
 
 
 # ----------------------------------------------------------------------------- LPIPS weights
@@ -258,17 +257,17 @@ def test_resume_after_kill_gives_the_uninterrupted_result(
     whole = train_decoder(config, cfg, codec, msh_path, images, tmp_path / "whole.pt")
 
     out = tmp_path / "killed.pt"
-    real_step = train._train_step
+    real_step = train.train_step
 
     def killed_at_step_5(run, *args):
         if run.step == 4:  # the partial checkpoint of step 4 is on disk
             raise KeyboardInterrupt
         return real_step(run, *args)
 
-    monkeypatch.setattr(train, "_train_step", killed_at_step_5)
+    monkeypatch.setattr(train, "train_step", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         train_decoder(config, cfg, codec, msh_path, images, out)
-    monkeypatch.setattr(train, "_train_step", real_step)
+    monkeypatch.setattr(train, "train_step", real_step)
     assert not out.exists() and torch.load(partial_path(out), weights_only=False)["step"] == 4
 
     with pytest.raises(BenchError, match="other settings.*lr"):
@@ -293,18 +292,18 @@ def test_sigterm_saves_the_step_and_the_rerun_gives_the_uninterrupted_result(
     config, cfg = tiny_model_config(), tiny_train_config()
     whole = train_decoder(config, cfg, codec, msh_path, images, tmp_path / "whole.pt")
     out = tmp_path / "termed.pt"
-    real_step = train._train_step
+    real_step = train.train_step
 
     def term_in_step_3(run, *args):
         if run.step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
         return real_step(run, *args)
 
-    monkeypatch.setattr(train, "_train_step", term_in_step_3)
+    monkeypatch.setattr(train, "train_step", term_in_step_3)
     with pytest.raises(Terminated, match=re.escape(f"interrupted by SIGTERM at step 3 (state saved in {partial_path(out)})")):
         train_decoder(config, cfg, codec, msh_path, images, out)
     assert not out.exists() and torch.load(partial_path(out), weights_only=False)["step"] == 3
-    monkeypatch.setattr(train, "_train_step", real_step)
+    monkeypatch.setattr(train, "train_step", real_step)
     train_decoder(config, cfg, codec, msh_path, images, out)
     a, b = torch.load(whole, weights_only=False), torch.load(out, weights_only=False)
     assert b["step"] == 6 and all(torch.equal(value, b["ema"][name]) for name, value in a["ema"].items())
@@ -333,19 +332,12 @@ def test_train_decoder_cli(tiny_codec: tuple[MSHCodec, Path], tmp_path: Path, ca
 
 
 @pytest.fixture(scope="module")
-def ci_decoder(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> tuple[Path, Path]:
-    """MSH and diffusion decoder trained with configs/ci.yaml on the wikiphotos mirror (about a minute)."""
-    photos = mirror / "wikiphotos"
-    if not photos.is_dir():
-        pytest.skip(f"wikiphotos is not in the mirror {mirror}")
-    config = load_config(REPO / "configs" / "ci.yaml")
-    folder = tmp_path_factory.mktemp("ci_models")
-    images = list_images(photos)
-    msh = train_msh(MSHTrainConfig.from_config(config, 1), images, folder / "msh.pt", device="cpu")
-    codec = load_codec(1, checkpoint=msh, device="cpu")
-    model_config = DecoderConfig.from_section(config["decoder"]["model"], codec.net.M, codec.net.N)
-    cfg = DecoderTrainConfig.from_config(config, 1)
-    return msh, train_decoder(model_config, cfg, codec, msh, images, folder / "decoder.pt")
+def ci_decoder(ci_local_run: WorkflowRun) -> tuple[Path, Path]:
+    """The MSH and diffusion decoder that the CI workflow trained (configs/ci.yaml on wikiphotos): the
+    models behind the golden table, trained once per session by ``ci_local_run``."""
+    assert ci_local_run.result.returncode == 0, ci_local_run.output[-4000:]
+    models = ci_local_run.workdir / "models"
+    return models / "msh" / "q1.pt", models / "decoder" / "q1.pt"
 
 
 def kodak_crops(kodak_dir: Path, size: int, count: int) -> torch.Tensor:
@@ -357,6 +349,7 @@ def kodak_crops(kodak_dir: Path, size: int, count: int) -> torch.Tensor:
     return torch.stack(crops).float() / 255
 
 
+@pytest.mark.slow
 def test_ci_decoder_uses_the_bits(ci_decoder: tuple[Path, Path], kodak_dir: Path) -> None:
     """After the CI training, the one-shot x0 from pure noise at t = T follows the bitstream.
 
@@ -402,6 +395,7 @@ def test_ci_decoder_uses_the_bits(ci_decoder: tuple[Path, Path], kodak_dir: Path
     assert scores["uncond_vs_original"] < scores["cond_vs_original"] - 2.0, scores
 
 
+@pytest.mark.slow
 def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, Path], kodak_dir: Path) -> None:
     """Partial diffusion (issue 11) on a trained decoder: the longer the chain that starts from the
     noised MSH reconstruction, the further (mean absolute difference, averaged over three seeds)

@@ -336,8 +336,8 @@ def save_decoder(path: str | os.PathLike, config: DecoderConfig, weights: dict[s
 
 
 @dataclass
-class _Run:
-    """The mutable state of one training run."""
+class TrainRun:
+    """The mutable state of one training run (``bench.gpu_check`` times its steps too)."""
 
     model: DiffusionDecoder
     ema: EMA
@@ -355,7 +355,7 @@ def _metadata(cfg: DecoderTrainConfig, codec: MSHCodec, msh_checkpoint: Path, rh
     }
 
 
-def _save_partial(path: Path, run: _Run, meta: dict[str, Any]) -> None:
+def _save_partial(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     save_decoder(
         path,
         run.model.config,
@@ -369,7 +369,7 @@ def _save_partial(path: Path, run: _Run, meta: dict[str, Any]) -> None:
     )
 
 
-def _resume(path: Path, run: _Run, meta: dict[str, Any]) -> None:
+def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     """Restore a run from a partial checkpoint written with the same settings."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -401,9 +401,10 @@ def _batches(images: Sequence[Path], cfg: DecoderTrainConfig, skip: int) -> Iter
     return batches
 
 
-def _train_step(run: _Run, schedule: NoiseSchedule, batch: TrainBatch, cfg: DecoderTrainConfig,
-                lpips_net: nn.Module | None, rho: float) -> dict[str, float]:
-    """One optimiser step with the NaN guard, gradient clipping and the EMA update."""
+def train_step(run: TrainRun, schedule: NoiseSchedule, batch: TrainBatch, cfg: DecoderTrainConfig,
+               lpips_net: nn.Module | None, rho: float) -> dict[str, float]:
+    """One optimiser step with the NaN guard, gradient clipping and the EMA update (public: ``bench.gpu_check``
+    times exactly the step that training takes)."""
     run.model.train()
     run.optimizer.zero_grad(set_to_none=True)
     loss, stats = diffusion_loss(run.model, schedule, batch, cfg, run.generator, lpips_net, rho)
@@ -422,7 +423,7 @@ def _train_step(run: _Run, schedule: NoiseSchedule, batch: TrainBatch, cfg: Deco
     return stats
 
 
-def new_run(config: DecoderConfig, cfg: DecoderTrainConfig, codec: MSHCodec) -> _Run:
+def new_run(config: DecoderConfig, cfg: DecoderTrainConfig, codec: MSHCodec) -> TrainRun:
     """A fresh run on the codec's device: the decoder (latent decoder from ``g_s``; channels-last on
     CUDA), its EMA, AdamW and the sampling generator; the codec frozen. ``bench.gpu_check`` times its steps."""
     model = DiffusionDecoder(config)
@@ -431,7 +432,7 @@ def new_run(config: DecoderConfig, cfg: DecoderTrainConfig, codec: MSHCodec) -> 
     if codec.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     codec.net.eval().requires_grad_(False)
-    return _Run(
+    return TrainRun(
         model=model,
         ema=EMA(model, cfg.ema),
         optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
@@ -470,7 +471,7 @@ def train_decoder(
             deferred_sigterm() as terminated:
         while run.step < cfg.steps:
             batch = prepare_batch(codec, next(batches).to(device))
-            stats = _train_step(run, schedule, batch, cfg, lpips_net, rho)
+            stats = train_step(run, schedule, batch, cfg, lpips_net, rho)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
             if (run.step % cfg.checkpoint_every == 0 or terminated()) and run.step < cfg.steps:
