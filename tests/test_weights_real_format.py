@@ -12,6 +12,7 @@ on files that are *not* registered.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from bench.metrics.distribution import InceptionFeatures, PatchFID, extract_patc
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, resolve_backbones
 from bench.utils import BenchError
+from bench import weight_files
 from bench.weight_files import HASHES_ENV, ZOO_FILES, ZOO_ROOT_URL, hash_problem, registered_hashes, zoo_availability
 from tests.conftest import REPO, write_png
 from tests.weight_files import ZOO_QUALITIES, WeightFiles
@@ -244,6 +246,70 @@ def test_a_file_whose_hash_matches_its_name_needs_no_registration(
     assert hash_problem(path) is None
     path.write_bytes(b"other weights")
     assert hash_problem(path) is not None
+
+
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the next job's process: nothing hashed in memory yet, and reading a file's bytes to hash
+    them raises (so a value can only come from the record)."""
+    weight_files._sha256.cache_clear()
+
+    def no_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was hashed again")
+
+    monkeypatch.setattr(weight_files.hashlib, "file_digest", no_read)
+
+
+def test_a_files_hash_is_read_once_and_recorded_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next process takes the verified hash from ``.NAME.sha256`` while the file is unchanged."""
+    content = b"weights"
+    path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    path.write_bytes(content)
+    monkeypatch.delenv(HASHES_ENV, raising=False)
+    weight_files._sha256.cache_clear()
+    assert hash_problem(path) is None
+    assert weight_files.hash_record_path(path).read_text().split()[0] == hashlib.sha256(content).hexdigest()
+    with monkeypatch.context() as patch:
+        _fresh_process(patch)
+        assert hash_problem(path) is None
+
+
+@pytest.mark.parametrize("change", ["bytes", "replaced by rename", "forged record"])
+def test_a_changed_file_is_hashed_again(change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other bytes of the same size, a replacement by rename, or a record whose stamp is not the
+    file's: the record does not vouch for the file, its bytes are read and the mismatch is reported."""
+    content = b"weights"
+    path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    path.write_bytes(content)
+    monkeypatch.delenv(HASHES_ENV, raising=False)
+    weight_files._sha256.cache_clear()
+    assert hash_problem(path) is None
+    record = weight_files.hash_record_path(path)
+    if change == "bytes":
+        path.write_bytes(b"WEIGHTS")  # same size, new mtime
+    elif change == "replaced by rename":
+        other = tmp_path / "other"
+        other.write_bytes(b"WEIGHTS")
+        os.replace(other, path)
+    else:
+        path.write_bytes(b"WEIGHTS")
+        record.write_text(f"{hashlib.sha256(content).hexdigest()} 7 0 0\n")
+    weight_files._sha256.cache_clear()
+    assert hash_problem(path) is not None
+    assert record.read_text().split()[0] == hashlib.sha256(b"WEIGHTS").hexdigest()
+
+
+def test_a_record_that_cannot_be_written_is_gone_without(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weights folder the job cannot write to (a lab's shared, read-only cache; here a folder in
+    the record's place, which fails the same way for root): the hash is still checked, no error, no
+    temporary file left."""
+    content = b"weights"
+    path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    path.write_bytes(content)
+    weight_files.hash_record_path(path).mkdir()
+    monkeypatch.delenv(HASHES_ENV, raising=False)
+    weight_files._sha256.cache_clear()
+    assert hash_problem(path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, weight_files.hash_record_path(path).name])
 
 
 def test_a_malformed_hash_listing_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
