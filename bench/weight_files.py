@@ -22,6 +22,7 @@ import functools
 import hashlib
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ ZOO_FILES: dict[int, str] = {
     8: "mbt2018-mean-8-8089ae3e.pth.tar",
 }
 ZOO_PROBE_TIMEOUT_S = 3.0
+RECORD_SETTLE_S = 2.0  # a file younger than this gets no hash record (see _record_sha256)
 
 
 def _listing_error(message: str) -> Exception:
@@ -112,9 +114,13 @@ def _recorded_sha256(path: Path, stamp: str) -> str | None:
     return digest if recorded == stamp and _SHA256.fullmatch(digest) else None
 
 
-def _record_sha256(path: Path, stamp: str, digest: str) -> None:
+def _record_sha256(path: Path, stamp: str, digest: str, mtime_ns: int) -> None:
     """Write the record (temp file + rename, so concurrent jobs never read half of one); a read-only
-    weights folder (a lab's shared cache) just goes without it."""
+    weights folder (a lab's shared cache) just goes without it. A file modified in the last
+    ``RECORD_SETTLE_S`` gets none: file times are coarse (a few ms), so a second write of the same
+    size within one tick would keep the stamp (git's "racy" index entries, same remedy)."""
+    if time.time_ns() - mtime_ns < RECORD_SETTLE_S * 1e9:
+        return
     record = hash_record_path(path)
     tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
     try:
@@ -125,14 +131,14 @@ def _record_sha256(path: Path, stamp: str, digest: str) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, stamp: str) -> str:
+def _sha256(path: str, stamp: str, mtime_ns: int) -> str:
     """sha256 of a file, hashed once per process and recorded beside it for the next processes."""
     recorded = _recorded_sha256(Path(path), stamp)
     if recorded is not None:
         return recorded
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    _record_sha256(Path(path), stamp, digest)
+    _record_sha256(Path(path), stamp, digest, mtime_ns)
     return digest
 
 
@@ -143,7 +149,8 @@ def file_sha256(path: Path) -> str:
     are 890 MB: about 3 s of CPU a job); the hash is recorded in ``.NAME.sha256`` beside it with the
     file's stamp, so only the first job after the file changes reads it.
     """
-    return _sha256(str(path), _stamp(path.stat()))
+    stat = path.stat()
+    return _sha256(str(path), _stamp(stat), stat.st_mtime_ns)
 
 
 def hash_problem(path: Path) -> str | None:

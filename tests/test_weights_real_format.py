@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import json
 import warnings
 from pathlib import Path
@@ -259,15 +260,24 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(weight_files.hashlib, "file_digest", no_read)
 
 
-def test_a_files_hash_is_read_once_and_recorded_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next process takes the verified hash from ``.NAME.sha256`` while the file is unchanged."""
+def _weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, age_s: float = 3600.0) -> Path:
+    """A file whose name carries its own hash prefix (so it counts as upstream's), last written
+    ``age_s`` ago, with no registered hashes and nothing hashed in memory."""
     content = b"weights"
     path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
     path.write_bytes(content)
+    written = time.time_ns() - int(age_s * 1e9)
+    os.utime(path, ns=(written, written))
     monkeypatch.delenv(HASHES_ENV, raising=False)
     weight_files._sha256.cache_clear()
+    return path
+
+
+def test_a_files_hash_is_read_once_and_recorded_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next process takes the verified hash from ``.NAME.sha256`` while the file is unchanged."""
+    path = _weights_file(tmp_path, monkeypatch)
     assert hash_problem(path) is None
-    assert weight_files.hash_record_path(path).read_text().split()[0] == hashlib.sha256(content).hexdigest()
+    assert weight_files.hash_record_path(path).read_text().split()[0] == hashlib.sha256(b"weights").hexdigest()
     with monkeypatch.context() as patch:
         _fresh_process(patch)
         assert hash_problem(path) is None
@@ -277,37 +287,38 @@ def test_a_files_hash_is_read_once_and_recorded_beside_it(tmp_path: Path, monkey
 def test_a_changed_file_is_hashed_again(change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Other bytes of the same size, a replacement by rename, or a record whose stamp is not the
     file's: the record does not vouch for the file, its bytes are read and the mismatch is reported."""
-    content = b"weights"
-    path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
-    path.write_bytes(content)
-    monkeypatch.delenv(HASHES_ENV, raising=False)
-    weight_files._sha256.cache_clear()
+    path = _weights_file(tmp_path, monkeypatch)
     assert hash_problem(path) is None
-    record = weight_files.hash_record_path(path)
     if change == "bytes":
-        path.write_bytes(b"WEIGHTS")  # same size, new mtime
+        path.write_bytes(b"WEIGHTS")  # same size
     elif change == "replaced by rename":
         other = tmp_path / "other"
         other.write_bytes(b"WEIGHTS")
         os.replace(other, path)
     else:
         path.write_bytes(b"WEIGHTS")
-        record.write_text(f"{hashlib.sha256(content).hexdigest()} 7 0 0\n")
-    weight_files._sha256.cache_clear()
+        weight_files.hash_record_path(path).write_text(f"{hashlib.sha256(b'weights').hexdigest()} 7 0 0\n")
+    with monkeypatch.context() as patch:
+        _fresh_process(patch)
+        with pytest.raises(AssertionError, match="hashed again"):
+            hash_problem(path)
     assert hash_problem(path) is not None
-    assert record.read_text().split()[0] == hashlib.sha256(b"WEIGHTS").hexdigest()
+
+
+def test_a_file_written_moments_ago_gets_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """File times are coarse: a second write of the same size in the same tick would keep the stamp,
+    so a file younger than RECORD_SETTLE_S is hashed but not recorded (checked again next time)."""
+    path = _weights_file(tmp_path, monkeypatch, age_s=0.0)
+    assert hash_problem(path) is None
+    assert not weight_files.hash_record_path(path).exists()
 
 
 def test_a_record_that_cannot_be_written_is_gone_without(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A weights folder the job cannot write to (a lab's shared, read-only cache; here a folder in
     the record's place, which fails the same way for root): the hash is still checked, no error, no
     temporary file left."""
-    content = b"weights"
-    path = tmp_path / f"net-{hashlib.sha256(content).hexdigest()[:8]}.pth"
-    path.write_bytes(content)
+    path = _weights_file(tmp_path, monkeypatch)
     weight_files.hash_record_path(path).mkdir()
-    monkeypatch.delenv(HASHES_ENV, raising=False)
-    weight_files._sha256.cache_clear()
     assert hash_problem(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, weight_files.hash_record_path(path).name])
 
