@@ -223,7 +223,7 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
     """Optimiser steps per second of ``bench.diffusion.train`` for this model and train config on
     random crops (the codec's device): ``warmup`` untimed steps, then up to ``steps`` timed ones
     within ``time_box_s``; peak memory over the timed steps."""
-    from bench.diffusion.train import train_step, new_run, prepare_batch
+    from bench.diffusion.train import new_run, prepare_batch, train_step
 
     device = codec.device
     run = new_run(model_config, train_cfg, codec)

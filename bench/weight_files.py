@@ -19,7 +19,6 @@ weights are at hand (``msh.source: auto``) by file presence and hash alone.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import time
@@ -27,6 +26,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+
+from bench.utils import BenchError, sha256_file
 
 HASHES_ENV = "BENCH_WEIGHT_HASHES"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")  # torch.hub's HASH_REGEX, at least 8 hex digits
@@ -47,13 +48,6 @@ ZOO_FILES: dict[int, str] = {
 }
 ZOO_PROBE_TIMEOUT_S = 3.0
 RECORD_SETTLE_S = 2.0  # a file younger than this gets no hash record (see _record_sha256)
-
-
-def _listing_error(message: str) -> Exception:
-    """The suite's one-line user error (imported here only when needed: bench.utils imports torch)."""
-    from bench.utils import BenchError
-
-    return BenchError(message)
 
 
 def hub_checkpoints() -> Path:
@@ -79,7 +73,7 @@ def registered_hashes() -> dict[str, frozenset[str]]:
         lines = Path(listing).read_text().splitlines()
     except OSError as err:
         message = f"{HASHES_ENV}={listing} cannot be read ({err.strerror}); fix or unset it"
-        raise _listing_error(message) from None
+        raise BenchError(message) from None
     hashes: dict[str, set[str]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -87,17 +81,11 @@ def registered_hashes() -> dict[str, frozenset[str]]:
         digest, _, name = line.strip().partition(" ")
         name = Path(name.strip().lstrip("*")).name  # sha256sum writes " *name" in binary mode, maybe a path
         if not _SHA256.fullmatch(digest.lower()) or not name:
-            raise _listing_error(
+            raise BenchError(
                 f"{HASHES_ENV} file {listing} line {number} is not '<sha256>  <file name>' (write it with `sha256sum FILE`)"
             )
         hashes.setdefault(name, set()).add(digest.lower())
     return {name: frozenset(digests) for name, digests in hashes.items()}
-
-
-def _stamp(stat: os.stat_result) -> str:
-    """What identifies a file's bytes without reading them: size, mtime and inode (a copy, an edit or
-    a replacement by rename changes at least one)."""
-    return f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ino}"
 
 
 def hash_record_path(path: Path) -> Path:
@@ -131,13 +119,17 @@ def _record_sha256(path: Path, stamp: str, digest: str, mtime_ns: int) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, stamp: str, mtime_ns: int) -> str:
-    """sha256 of a file, hashed once per process and recorded beside it for the next processes."""
+def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of a file, hashed once per process and recorded beside it for the next processes.
+
+    Size, mtime and inode are what identify the file's bytes without reading them (a copy, an edit
+    or a replacement by rename changes at least one): the record's stamp and the cache key.
+    """
+    stamp = f"{size} {mtime_ns} {inode}"
     recorded = _recorded_sha256(Path(path), stamp)
     if recorded is not None:
         return recorded
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = sha256_file(path)
     _record_sha256(Path(path), stamp, digest, mtime_ns)
     return digest
 
@@ -150,7 +142,7 @@ def file_sha256(path: Path) -> str:
     file's stamp, so only the first job after the file changes reads it.
     """
     stat = path.stat()
-    return _sha256(str(path), _stamp(stat), stat.st_mtime_ns)
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 def hash_problem(path: Path) -> str | None:

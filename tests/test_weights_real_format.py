@@ -12,9 +12,9 @@ on files that are *not* registered.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-import json
 import warnings
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench import weight_files
 from bench.cli import main
 from bench.codec import load_codec
 from bench.codec.model import load_pretrained, zoo_weights_path
@@ -30,7 +31,6 @@ from bench.metrics.distribution import InceptionFeatures, PatchFID, extract_patc
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, resolve_backbones
 from bench.utils import BenchError
-from bench import weight_files
 from bench.weight_files import HASHES_ENV, ZOO_FILES, ZOO_ROOT_URL, hash_problem, registered_hashes, zoo_availability
 from tests.conftest import REPO, write_png
 from tests.weight_files import ZOO_QUALITIES, WeightFiles
@@ -257,7 +257,7 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_read(*args: object, **kwargs: object) -> None:
         raise AssertionError("the file was hashed again")
 
-    monkeypatch.setattr(weight_files.hashlib, "file_digest", no_read)
+    monkeypatch.setattr(weight_files, "sha256_file", no_read)
 
 
 def _weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, age_s: float = 3600.0) -> Path:
