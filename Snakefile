@@ -41,4 +41,3 @@ rule all:
     input:
         expand("results/{dataset}/summary.csv", dataset=EVAL_DATASETS),
         expand("figures/{kind}_{dataset}.pdf", kind=FIGURES, dataset=EVAL_DATASETS),
-        expand("figures/cost_{dataset}.pdf", dataset=EVAL_DATASETS),

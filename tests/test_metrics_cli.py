@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -259,3 +260,60 @@ def test_real_backbones_rank_jpeg_qualities(real_torch_home: Path, kodak_dir: Pa
         results[quality] = pd.read_csv(out).iloc[0]
     assert results[20]["lpips_backbone"] == results[20]["dists_backbone"] == "real"
     assert results[20]["lpips"] > results[80]["lpips"] and results[20]["dists"] > results[80]["dists"]
+
+
+def test_points_in_one_run_equal_each_point_run_alone(folders: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """The workflow measures a dataset's points in one process (backbones loaded once): each point's
+    tables must be those of a run of that point alone, with FID/KID, SWD and the bootstrap included."""
+    reference, reconstructions, bits = folders
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in sorted(reconstructions.glob("*.png")):  # a second point: a stronger degradation
+        Image.fromarray(_degrade(np.asarray(Image.open(path)), 7)).save(other / path.name)
+    config = tmp_path / "metrics.yaml"
+    config.write_text(yaml.safe_dump({
+        "device": "cpu", "allow_random_backbones": True,
+        "metrics": {"patch_size": 48, "bootstrap": 100, "batch_size": 2, "download_weights": False,
+                    "swd_patches_per_level": 256, "niqe": False},
+    }))  # fmt: skip
+    points = [(reconstructions, "a"), (other, "b")]
+    common = ["--config", str(config), "--reference-cache", str(tmp_path / "cache")]
+    for folder, name in points:
+        out = tmp_path / "alone" / f"{name}.csv"
+        assert _run(reference, folder, out, "--bitstreams", str(bits), "--label", f"point={name}", *common) == 0
+    entries = [{"reconstructions": str(folder), "bitstreams": str(bits), "out": str(tmp_path / "together" / f"{name}.csv"),
+                "labels": {"point": name}} for folder, name in points]  # fmt: skip
+    assert main(["metrics", "--reference", str(reference), "--points", json.dumps(entries), *common]) == 0
+    for _, name in points:
+        for table in (f"{name}.csv", f"{name}_summary.csv"):
+            alone, together = (pd.read_csv(tmp_path / run / table) for run in ("alone", "together"))
+            pd.testing.assert_frame_equal(together, alone, check_exact=True)
+    assert pd.read_csv(tmp_path / "together" / "a_summary.csv")["fid_hific_p48"].notna().all()
+
+
+@pytest.mark.parametrize(("points", "message"), [
+    ("[{", "is not valid JSON"),
+    ("[]", "non-empty JSON list"),
+    ('[{"out": "x.csv"}]', "entry 1 lacks 'reconstructions'"),
+    ('[{"reconstructions": "r", "out": "x.csv", "rate": "b"}]', "unknown keys ['rate']"),
+    ('[{"reconstructions": "r", "out": "x.csv", "bitstreams": "b", "bpp_table": "t"}]', "give the rate one way"),
+    ('[{"reconstructions": "r", "out": "x.csv", "labels": ["a"]}]', "'labels' must be a dict"),
+])  # fmt: skip
+def test_bad_points_are_one_line_naming_the_entry(folders: tuple[Path, Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str], points: str,
+                                                  message: str) -> None:
+    reference, _, _ = folders
+    assert main(["metrics", "--reference", str(reference), "--points", points, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.rglob("*.csv"))
+
+
+def test_points_and_single_point_flags_do_not_mix(folders: tuple[Path, Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    reference, reconstructions, _ = folders
+    entry = json.dumps([{"reconstructions": str(reconstructions), "out": str(tmp_path / "a.csv")}])
+    assert main(["metrics", "--reference", str(reference), "--points", entry, "--out", "b.csv", *FAST]) == 2
+    assert "drop --out" in capsys.readouterr().err
+    assert main(["metrics", "--reference", str(reference), *FAST]) == 2
+    assert "give --reconstructions DIR and --out CSV" in capsys.readouterr().err

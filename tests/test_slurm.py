@@ -153,7 +153,7 @@ def test_failing_cluster_job_stops_the_workflow(slurm_cluster: LocalSlurm, ci_lo
     run = run_on_cluster(slurm_cluster, tmp_path, "results/kodak/summary.csv")
 
     assert run.result.returncode != 0, run.output[-6000:]
-    assert job_counts(run.output) == {"decode_diffusion": 1, "metrics": 1, "tables": 1}
+    assert job_counts(run.output) == {"decode_diffusion": 1, "metrics_diffusion": 1, "tables": 1}
     failure = re.search(r"Error in rule decode_diffusion:.*?\n\s+log: (logs/decode/kodak/q1/ddim-k2-eta0-s0\.log)",
                         run.output, flags=re.DOTALL)
     assert failure, run.output[-6000:]

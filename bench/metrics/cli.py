@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 from bench.config import config_hash, load_config, validate_config
-from bench.metrics.evaluate import MetricsOptions, run_metrics
+from bench.metrics.evaluate import MetricsOptions, PointTables, run_metrics_points
 from bench.utils import BenchError
+
+# The keys of one ``--points`` entry: PointTables' fields (paths, and labels as an object).
+POINT_KEYS: dict[str, type] = {"reconstructions": str, "out": str, "summary": str, "bitstreams": str,
+                               "bpp_table": str, "labels": dict}
+SINGLE_POINT_FLAGS = ("reconstructions", "out", "summary", "bitstreams", "bpp_table", "label")
 
 
 def parse_labels(items: list[str] | None) -> dict[str, str]:
@@ -37,20 +45,57 @@ def options_from_args(args: argparse.Namespace) -> tuple[MetricsOptions, str]:
     return dataclasses.replace(options, **overrides), config_hash(config) if args.config else ""
 
 
+def parse_points(text: str) -> list[PointTables]:
+    """``--points`` JSON (a list of objects with :data:`POINT_KEYS`; ``reconstructions`` and ``out``
+    required, at most one of ``bitstreams`` and ``bpp_table``) → the points, or one clear error."""
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BenchError(f"--points is not valid JSON ({err}); give a list of objects") from None
+    if not isinstance(entries, list) or not entries:
+        raise BenchError("--points must be a non-empty JSON list of objects")
+    return [_point(number, entry) for number, entry in enumerate(entries, start=1)]
+
+
+def _point(number: int, entry: Any) -> PointTables:
+    """One ``--points`` entry, checked key by key."""
+    where = f"--points entry {number}"
+    if not isinstance(entry, dict):
+        raise BenchError(f"{where} must be an object, got {entry!r}")
+    unknown = sorted(set(entry) - set(POINT_KEYS))
+    if unknown:
+        raise BenchError(f"{where} has unknown keys {unknown}; known: {sorted(POINT_KEYS)}")
+    for key in ("reconstructions", "out"):
+        if key not in entry:
+            raise BenchError(f"{where} lacks {key!r}")
+    for key, value in entry.items():
+        if not isinstance(value, POINT_KEYS[key]):
+            raise BenchError(f"{where}: {key!r} must be a {POINT_KEYS[key].__name__}, got {value!r}")
+    if "bitstreams" in entry and "bpp_table" in entry:
+        raise BenchError(f"{where} gives both 'bitstreams' and 'bpp_table'; give the rate one way")
+    labels = {str(key): str(value) for key, value in entry.get("labels", {}).items()}
+    paths = {key: Path(value) for key, value in entry.items() if key != "labels"}
+    return PointTables(**paths, labels=labels)
+
+
+def points_from_args(args: argparse.Namespace) -> list[PointTables]:
+    """The points to measure: the ``--points`` list, or the one point of the single-point flags."""
+    if args.points is not None:
+        given = [f"--{flag.replace('_', '-')}" for flag in SINGLE_POINT_FLAGS if getattr(args, flag) is not None]
+        if given:
+            raise BenchError(f"--points names every point's folders and tables; drop {', '.join(given)}")
+        return parse_points(args.points)
+    if args.reconstructions is None or args.out is None:
+        raise BenchError("give --reconstructions DIR and --out CSV (or --points with every point)")
+    optional = {key: Path(getattr(args, key)) for key in ("summary", "bitstreams", "bpp_table")
+                if getattr(args, key) is not None}
+    return [PointTables(Path(args.reconstructions), Path(args.out), labels=parse_labels(args.label), **optional)]
+
+
 def _cmd_metrics(args: argparse.Namespace) -> int:
     options, digest = options_from_args(args)
-    run_metrics(
-        args.reference,
-        args.reconstructions,
-        out=args.out,
-        summary_path=args.summary,
-        bitstreams_dir=args.bitstreams,
-        bpp_table=args.bpp_table,
-        options=options,
-        labels=parse_labels(args.label),
-        config_hash=digest,
-        reference_cache=args.reference_cache,
-    )
+    run_metrics_points(args.reference, points_from_args(args), options=options, config_hash=digest,
+                       reference_cache=args.reference_cache)
     return 0
 
 
@@ -66,7 +111,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--reference", required=True, metavar="DIR", help="folder of original PNGs")
-    parser.add_argument("--reconstructions", required=True, metavar="DIR", help="folder of decoded PNGs, same names")
+    parser.add_argument("--reconstructions", metavar="DIR", help="folder of decoded PNGs, same names")
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--bitstreams", metavar="DIR", help="folder of STEM.bin files; adds the bpp column")
     rate.add_argument(
@@ -74,7 +119,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="CSV with columns image,bpp (e.g. from `byo-check --out`), one row per image; adds the bpp column",
     )
-    parser.add_argument("--out", required=True, metavar="CSV", help="per-image table")
+    parser.add_argument("--out", metavar="CSV", help="per-image table")
     parser.add_argument("--summary", metavar="CSV", help="summary table (default: OUT with a _summary suffix)")
     parser.add_argument("--config", metavar="YAML", help="config file (its metrics section; hash recorded)")
     parser.add_argument(
@@ -92,6 +137,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-download", action="store_true", help="never download backbone weights")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
+    parser.add_argument(
+        "--points",
+        metavar="JSON",
+        help="several points in one run (the workflow's form: backbones load once): a JSON list of objects "
+        "with reconstructions, out and optionally summary, bitstreams or bpp_table, labels (an object); "
+        "replaces --reconstructions, --out, --summary, --bitstreams, --bpp-table and --label",
+    )
     parser.add_argument(
         "--reference-cache",
         metavar="DIR",

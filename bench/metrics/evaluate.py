@@ -34,7 +34,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,17 +226,18 @@ def check_labels(labels: Mapping[str, str]) -> None:
 
 
 @dataclass
-class _Meters:
-    """The measuring instruments of one run, built once and moved to the device."""
+class Meters:
+    """The measuring instruments of a run, built once and moved to the device: one process measuring
+    several points (``run_metrics_points``) loads each backbone once, not once per point."""
 
     networks: dict[str, Callable[[Tensor, Tensor], Tensor]]
     backbones: dict[str, str]  # "<metric>_backbone" -> real / random-init
-    patch_fid: PatchFID | None
+    inception: InceptionFeatures | None
     niqe: Callable[[np.ndarray], float] | None
     provenance: dict[str, str]  # summary columns saying which instruments measured (niqe_model)
 
     @classmethod
-    def build(cls, options: MetricsOptions, device: torch.device) -> _Meters:
+    def build(cls, options: MetricsOptions, device: torch.device) -> Meters:
         enabled = [name for name in BACKBONE_OF if getattr(options, name)]
         resolved = resolve_backbones(
             [BACKBONE_OF[name] for name in enabled],
@@ -248,20 +249,24 @@ class _Meters:
             networks["lpips"] = LPIPS(resolved["alexnet"], seed=options.seed).to(device)
         if options.dists:
             networks["dists"] = DISTS(resolved["vgg16"], seed=options.seed).to(device)
-        patch_fid = None
-        if options.fid:
-            patch_fid = PatchFID(
-                InceptionFeatures(resolved["inception"], seed=options.seed).to(device),
-                patch_size=options.patch_size,
-                protocol=options.fid_protocol,
-                batch_size=options.batch_size,
-                kid_subset_size=options.kid_subset_size,
-                seed=options.seed,
-            )
+        inception = InceptionFeatures(resolved["inception"], seed=options.seed).to(device) if options.fid else None
         backbones = {f"{name}_backbone": resolved[BACKBONE_OF[name]].provenance for name in enabled}
         niqe_meter = _niqe_meter(options) if options.niqe else None
         provenance = {"niqe_model": options.niqe_model} if options.niqe else {}
-        return cls(networks, backbones, patch_fid, niqe_meter, provenance)
+        return cls(networks, backbones, inception, niqe_meter, provenance)
+
+    def patch_fid(self, options: MetricsOptions) -> PatchFID | None:
+        """A fresh FID/KID accumulator for one point's patches (on the shared Inception network)."""
+        if self.inception is None:
+            return None
+        return PatchFID(
+            self.inception,
+            patch_size=options.patch_size,
+            protocol=options.fid_protocol,
+            batch_size=options.batch_size,
+            kid_subset_size=options.kid_subset_size,
+            seed=options.seed,
+        )
 
     @property
     def image_backbones(self) -> dict[str, str]:
@@ -299,13 +304,14 @@ class Stopwatch:
 def _measure(
     loaded: Sequence[tuple[np.ndarray, np.ndarray]],
     rows: Sequence[dict[str, Any]],
-    meters: _Meters,
+    meters: Meters,
+    patch_fid: PatchFID | None,
     batch_size: int,
     device: torch.device,
     reference_features: Sequence[Tensor] | None = None,
     clock: Stopwatch | None = None,
 ) -> None:
-    """Fill the per-image metric columns of ``rows`` and feed the patch FID, batch by batch (NIQE
+    """Fill the per-image metric columns of ``rows`` and feed ``patch_fid``, batch by batch (NIQE
     first: it is cheap, and a missing pristine model then stops the run before the networks run;
     the reference patches' features of each batch are taken from ``reference_features`` when
     given), timing each metric on ``clock``."""
@@ -321,10 +327,10 @@ def _measure(
             for name, function in {"psnr": psnr, "ms_ssim": ms_ssim, **meters.networks}.items():
                 with clock(name):
                     values[name] = function(reference, reconstruction).cpu()
-            if meters.patch_fid is not None:
+            if patch_fid is not None:
                 cached = None if reference_features is None else reference_features[number]
                 with clock("fid features"):
-                    meters.patch_fid.update(reference, reconstruction, cached)
+                    patch_fid.update(reference, reconstruction, cached)
             for position, index in enumerate(indices):
                 rows[index].update({name: float(value[position]) for name, value in values.items()})
             progress.update(len(indices))
@@ -358,10 +364,14 @@ def evaluate(
     labels: Mapping[str, str] | None = None,
     config_hash: str = "",
     reference_cache: str | os.PathLike | None = None,
+    meters: Meters | None = None,
 ) -> MetricsTables:
     """Measure every pair and return both tables (nothing is written but the reference feature cache:
     with ``reference_cache``, a folder, the reference patches' Inception features are read from there
-    when an earlier run over the same references left them, else computed and left there)."""
+    when an earlier run over the same references left them, else computed and left there).
+
+    ``meters``: instruments built by an earlier call with the same ``options`` (built here otherwise).
+    """
     labels = dict(labels or {})
     check_labels(labels)
     if not pairs:
@@ -371,8 +381,10 @@ def evaluate(
     with clock("reading"):
         loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False,
                                                      **progress_options())]  # fmt: skip
-    with clock("backbones"):
-        meters = _Meters.build(options, device)
+    if meters is None:
+        with clock("backbones"):
+            meters = Meters.build(options, device)
+    patch_fid = meters.patch_fid(options)
     rows: list[dict[str, Any]] = []
     for pair, (reference, _) in zip(pairs, loaded):
         height, width = reference.shape[:2]
@@ -382,22 +394,22 @@ def evaluate(
         elif pair.bpp is not None:
             rows[-1]["bpp"] = pair.bpp
     cached, cache_file = None, None
-    if meters.patch_fid is not None and reference_cache is not None:
+    if patch_fid is not None and reference_cache is not None:
         settings = {"patch_size": options.patch_size, "protocol": options.fid_protocol, "batch_size": options.batch_size,
                     "device": str(device), "stems": [pair.stem for pair in pairs]}  # fmt: skip
-        cache_file = cache_path(reference_cache, cache_key([r for r, _ in loaded], meters.patch_fid.extractor, settings))
+        cache_file = cache_path(reference_cache, cache_key([r for r, _ in loaded], patch_fid.extractor, settings))
         cached = load_reference_features(cache_file)
         batches = sum(1 for _ in shape_batches([r.shape for r, _ in loaded], options.batch_size))
         cached = cached if cached is not None and len(cached) == batches else None
         logger.info("reference Inception features: %s %s", "read from" if cached else "computing for", cache_file)
-    _measure(loaded, rows, meters, options.batch_size, device, cached, clock)
-    if cache_file is not None and cached is None:
-        save_reference_features(cache_file, meters.patch_fid.reference_batches)
+    _measure(loaded, rows, meters, patch_fid, options.batch_size, device, cached, clock)
+    if patch_fid is not None and cache_file is not None and cached is None:
+        save_reference_features(cache_file, patch_fid.reference_batches)
 
     dataset_level: dict[str, Any] = {}
-    if meters.patch_fid is not None:
+    if patch_fid is not None:
         with clock("fid/kid"):
-            dataset_level.update(meters.patch_fid.compute())
+            dataset_level.update(patch_fid.compute())
         dataset_level.update(fid_protocol=options.fid_protocol, patch_size=options.patch_size)
     if options.swd:
         references, reconstructions = zip(*loaded)
@@ -436,6 +448,24 @@ def default_summary_path(out: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}_summary{out.suffix or '.csv'}")
 
 
+@dataclass(frozen=True)
+class PointTables:
+    """One decoder point to measure: its reconstructions, its rate (bitstreams or a bpp table, at most
+    one), where its per-image and summary tables go, and the labels written into both."""
+
+    reconstructions: Path
+    out: Path
+    summary: Path | None = None
+    bitstreams: Path | None = None
+    bpp_table: Path | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def summary_path(self) -> Path:
+        """Where the summary goes (default: ``out`` with a ``_summary`` suffix)."""
+        return self.summary if self.summary is not None else default_summary_path(self.out)
+
+
 def run_metrics(
     reference_dir: str | os.PathLike,
     reconstructions_dir: str | os.PathLike,
@@ -450,8 +480,46 @@ def run_metrics(
     reference_cache: str | os.PathLike | None = None,
 ) -> MetricsTables:
     """Match, measure and write both CSVs together (neither appears if anything fails)."""
-    pairs = match_images(reference_dir, reconstructions_dir, bitstreams_dir, bpp_table)
-    tables = evaluate(pairs, options, labels=labels, config_hash=config_hash, reference_cache=reference_cache)
-    summary_path = summary_path if summary_path is not None else default_summary_path(out)
-    write_tables({out: tables.per_image, summary_path: tables.summary})
-    return tables
+    point = PointTables(
+        Path(reconstructions_dir),
+        Path(out),
+        None if summary_path is None else Path(summary_path),
+        None if bitstreams_dir is None else Path(bitstreams_dir),
+        None if bpp_table is None else Path(bpp_table),
+        dict(labels or {}),
+    )
+    return run_metrics_points(reference_dir, [point], options=options, config_hash=config_hash,
+                              reference_cache=reference_cache)[0]
+
+
+def run_metrics_points(
+    reference_dir: str | os.PathLike,
+    points: Sequence[PointTables],
+    *,
+    options: MetricsOptions,
+    config_hash: str = "",
+    reference_cache: str | os.PathLike | None = None,
+) -> list[MetricsTables]:
+    """Measure several points against the same references in one process, writing each point's two
+    CSVs together as soon as it is measured.
+
+    Every point is matched against the references before any is measured, so a missing image stops
+    the run before minutes of work; the backbones are loaded once for all points. A point's numbers
+    are those of a run of that point alone (every instrument is seeded per point).
+    """
+    if not points:
+        raise BenchError("no points to measure")
+    matched = [match_images(reference_dir, p.reconstructions, p.bitstreams, p.bpp_table) for p in points]
+    for point in points:
+        check_labels(point.labels)
+    started = time.perf_counter()
+    meters = Meters.build(options, resolve_device(options.device))
+    logger.info("backbones loaded in %.1f s", time.perf_counter() - started)
+    results = []
+    for number, (point, pairs) in enumerate(zip(points, matched, strict=True), start=1):
+        logger.info("point %d of %d: %s", number, len(points), point.reconstructions)
+        tables = evaluate(pairs, options, labels=point.labels, config_hash=config_hash,
+                          reference_cache=reference_cache, meters=meters)
+        write_tables({point.out: tables.per_image, point.summary_path: tables.summary})
+        results.append(tables)
+    return results

@@ -22,7 +22,7 @@ DIFFUSION_POINTS = [p.id for p in grid_points(config["sampling"])]
 JPEG_POINTS = [f"jpeg-q{q}" for q in config["baselines"]["jpeg_qualities"]]
 BYO = byo_points(config)  # dataset -> byo-NAME -> its baselines.byo entry (names unique per dataset)
 BYO_POINTS = sorted({point for points in BYO.values() for point in points})
-FIGURES = ["rdp", "tradeoff", "samples"]
+FIGURES = ["rdp", "tradeoff", "samples", "cost"]  # `python -m bench report KIND`
 
 missing = sorted(set(DECODER_QUALITIES) - set(MSH_QUALITIES))
 if missing:
@@ -109,3 +109,4 @@ wildcard_constraints:
     jpeg_point=point_columns_regex(JPEG_POINTS),
     byo_point=point_columns_regex(BYO_POINTS),
     group=r"q[1-8]|jpeg|byo",
+    kind="|".join(FIGURES),

@@ -77,6 +77,8 @@ rule jpeg:
         recon=directory("work/{dataset}/jpeg/{jpeg_point}"),
     log:
         "logs/jpeg/{dataset}/{jpeg_point}.log",
+    benchmark:
+        "benchmarks/jpeg/{dataset}/{jpeg_point}.tsv"
     params:
         quality=lambda wildcards: parse_point(wildcards.jpeg_point).quality,
     shell:

@@ -30,6 +30,8 @@ elif config["msh"]["source"] == "zoo":
             f"{config['msh']['checkpoint_dir']}/q{{quality}}.pt",
         log:
             "logs/export_msh/q{quality}.log",
+        benchmark:
+            "benchmarks/export_msh/q{quality}.tsv"
         params:
             settings=MSH_SETTINGS,
         shell:

@@ -1,4 +1,4 @@
-# Decode performance (results/perf.csv: its own target, not part of `all`) and the cost figure.
+# Decode performance (results/perf.csv: its own target, not part of `all`; the cost figure is `figure`).
 
 PERF_QUALITY = min(DECODER_QUALITIES) if DECODER_QUALITIES else None
 
@@ -22,16 +22,3 @@ if PERF_QUALITY is not None:
         shell:
             "{PY} -m bench {NUMERICS_ARG} --threads {threads} perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
             "--decoder-checkpoint {input.decoder} --device {config[device]} {MIRROR_ARG} --out {output} > {log} 2>&1"
-
-
-rule figure_cost:
-    """Quality (LPIPS, FID, SWD, PSNR) against decode seconds per image, one curve per sampler."""
-    input:
-        "results/{dataset}/summary.csv",
-    output:
-        pdf=report("figures/cost_{dataset}.pdf", category="figures"),
-        png="figures/cost_{dataset}.png",
-    log:
-        "logs/figures/cost_{dataset}.log",
-    shell:
-        "{PY} -m bench report cost --summary {input} --dataset {wildcards.dataset} --out {output.pdf} > {log} 2>&1"
