@@ -30,7 +30,7 @@ COMMAND_MODULE: dict[str, str] = {
     "datasets": "bench.data", "encode": "bench.codec.commands", "train-msh": "bench.codec.commands",
     "export-msh": "bench.codec.commands", "decode": "bench.decode", "metrics": "bench.metrics.cli",
     "train-decoder": "bench.diffusion.train", "jpeg": "bench.baselines.jpeg", "byo-check": "bench.baselines.byo",
-    "tables": "bench.tables", "report": "bench.report", "perf": "bench.perf", "gpu-check": "bench.gpu_check",
+    "tables": "bench.results", "report": "bench.report", "perf": "bench.perf", "gpu-check": "bench.gpu_check",
 }  # fmt: skip
 # Modules that contribute subcommands, in the order they appear in ``--help`` (derived: one list to keep).
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMAND_MODULE.values()))

@@ -20,7 +20,7 @@ import torch
 
 from bench.codec.commands import add_codec_arguments
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
-from bench.codec.model import load_checkpoint, weights_label, zoo_origin
+from bench.codec.checkpoints import load_checkpoint, weights_label, zoo_origin
 from bench.points import SAMPLER_NAMES
 from bench.utils import BenchError, atomic_path, cpu_numerics, device_description, output_lock, resolve_device
 
@@ -48,7 +48,7 @@ def _run_msh(args: argparse.Namespace) -> int:
 def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--decoder diffusion")
     group.add_argument("--decoder-checkpoint", help="diffusion decoder checkpoint (from train-decoder)")
-    group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="bench.samplers registry name")
+    group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="bench.diffusion.samplers registry name")
     group.add_argument("--steps", type=int, help="sampling steps K (network evaluations per sample)")
     group.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default 0: deterministic)")
     group.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
@@ -69,7 +69,7 @@ def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_diffusion(args: argparse.Namespace) -> int:
-    from bench.diffusion.decode import decode_diffusion  # imports diffusers only when used
+    from bench.diffusion.pipeline import decode_diffusion  # imports diffusers only when used
 
     for flag in ("decoder_checkpoint", "sampler", "steps"):
         if getattr(args, flag) is None:
@@ -85,7 +85,7 @@ def _run_diffusion(args: argparse.Namespace) -> int:
 
 
 def _diffusion_outputs(args: argparse.Namespace) -> list[Path]:
-    from bench.diffusion.decode import seed_outputs
+    from bench.diffusion.pipeline import seed_outputs
 
     return list(seed_outputs(args.output, args.seeds).values())
 

@@ -54,11 +54,10 @@ import torch
 
 from bench import perf
 from bench.codec import MSHCodec, unpad, write_png
-from bench.codec.model import build_model
+from bench.codec.checkpoints import build_model
 from bench.config import load_config, with_overrides
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder
-from bench.tables import write_csv
-from bench.utils import BenchError, code_version, device_description, resolve_device
+from bench.utils import BenchError, code_version, device_description, resolve_device, write_tables
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_QUALITY = 1  # zoo qualities 1-4 share the paper decoder's latent size (N=128, M=192)
@@ -283,8 +282,8 @@ def cudnn_deterministic(enabled: bool) -> Iterator[None]:
 
 def png_bytes_of_decode(ctx: perf.Context, size: perf.SizeInputs, seed: int, folder: Path, name: str) -> bytes:
     """The PNG the decode path writes for ``size``'s latent: DDPM-``DETERMINISM_STEPS``, one seed."""
-    from bench.diffusion.decode import decode_batch
-    from bench.samplers import plan_sampling
+    from bench.diffusion.pipeline import decode_batch
+    from bench.diffusion.samplers import plan_sampling
 
     plan = plan_sampling(ctx.model, sampler="ddpm", steps=DETERMINISM_STEPS, clip=ctx.clip)
     images = decode_batch(ctx.model, ctx.codec, [size.latent], plan, [seed])
@@ -500,7 +499,7 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
             train_images=args.train_images, eval_images=args.eval_images, mirror=args.mirror,
             decode_batch_size=args.decode_batch_size,
         )  # fmt: skip
-    write_csv(table, args.out)
+    write_tables({args.out: table})
     print(f"{len(table)} rows -> {args.out}")
     return 0
 

@@ -5,7 +5,7 @@ What one run measures, for each configured image size (``perf.sizes``) and batch
 
 - **MSH** (``msh``): the synthesis transform ``g_s`` from ``y_hat`` to the image.
 - **Every diffusion point of the sampling grid** (``bench.points.grid_points``): the production
-  decode path ``bench.diffusion.decode.decode_batch`` (MSH image when the decoder reads it,
+  decode path ``bench.diffusion.pipeline.decode_batch`` (MSH image when the decoder reads it,
   conditioning, the sampler loop with its progress bar, the final scaling), from ``y_hat`` to the
   image. Entropy decoding is the same for every point; it is its own column (``entropy_decode_s``).
 - **One bare UNet forward** at the same size on the rows one network call of that point carries
@@ -46,7 +46,7 @@ unless a row's ablation says otherwise, so the fraction is against a peak it doe
 against the plain call (the model as loaded), measured in the same run: ``speedup`` = plain time ÷
 switch time and ``max_abs_diff`` = largest output difference from the plain call (0 = bit-identical).
 The point rows run what ``decode`` runs, switches it made its default included
-(``bench.diffusion.decode.inference_layout``: channels-last on the CPU).
+(``bench.diffusion.pipeline.inference_layout``: channels-last on the CPU).
 """
 
 from __future__ import annotations
@@ -75,11 +75,10 @@ from bench.data import list_images, load_rgb, mirror_root
 from bench.diffusion.latent_decoder import NUM_STAGES
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
 from bench.points import Point, grid_points
-from bench.tables import write_csv
-from bench.utils import BenchError, code_version, device_description, resolve_device
+from bench.utils import BenchError, code_version, device_description, resolve_device, write_tables
 
 if TYPE_CHECKING:
-    from bench.samplers import Knobs
+    from bench.diffusion.samplers import Knobs
 
 MIB = 2**20
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -341,9 +340,9 @@ def prepare_size(ctx: Context, height: int, width: int, image: str | Path | None
 
 def _conditioning(ctx: Context, latents: Sequence[DecodedLatent], knobs: Knobs | None = None) -> Condition | None:
     """The decode's per-batch setup for ``knobs`` (default: the plain sampler, whose conditioning is
-    never None): ``bench.diffusion.decode.batch_setup``, the part of ``decode_batch`` before its steps."""
-    from bench.diffusion.decode import batch_setup  # imports diffusers only when used
-    from bench.samplers import Knobs
+    never None): ``bench.diffusion.pipeline.batch_setup``, the part of ``decode_batch`` before its steps."""
+    from bench.diffusion.pipeline import batch_setup  # imports diffusers only when used
+    from bench.diffusion.samplers import Knobs
 
     with torch.inference_mode():
         return batch_setup(ctx.model, ctx.codec, latents, knobs or Knobs()).cond
@@ -393,8 +392,8 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     """A diffusion point's row: the production decode of ``batch`` copies of the latent (truncated
     and extrapolated when its NFE exceeds ``max_steps_timed``, see the module doc), with its setup
     and a bare UNet forward timed in the same repetitions."""
-    from bench.diffusion.decode import decode_batch  # imports diffusers only when used
-    from bench.samplers import Knobs, SamplingPlan, plan_sampling
+    from bench.diffusion.pipeline import decode_batch  # imports diffusers only when used
+    from bench.diffusion.samplers import Knobs, SamplingPlan, plan_sampling
 
     knobs = Knobs(t0=point.t0, guidance=point.guidance, n_avg=point.n_avg)
 
@@ -503,7 +502,7 @@ def _bf16_autocast(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call
 @contextlib.contextmanager
 def _compiled(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call]:
     """The UNet compiled as ``decode --compile`` does (compilation happens in the warm-up calls, not timed)."""
-    from bench.diffusion.decode import compile_unet  # imports diffusers only when used
+    from bench.diffusion.pipeline import compile_unet  # imports diffusers only when used
 
     eager = model.unet
     compile_unet(model)
@@ -592,7 +591,7 @@ def compare_variants(ctx: Context, size: SizeInputs, variants: Sequence[Variant]
     with a note rather than a lost table.
 
     The plain call is the model as loaded (contiguous weights), so a switch that the decode path has
-    made its default (``bench.diffusion.decode.inference_layout``) shows its before/after here too.
+    made its default (``bench.diffusion.pipeline.inference_layout``) shows its before/after here too.
     """
     ctx.model.to(memory_format=torch.contiguous_format)
     inputs = step_inputs(ctx, size)
@@ -666,7 +665,7 @@ def run_perf(
     ``device`` defaults to the config's; ``image`` (cropped to each size) to the mirror's Kodak, else
     a generated image; ``compile_model`` overrides ``perf.compile``.
     """
-    from bench.diffusion.decode import check_decoder_matches_codec, inference_layout  # imports diffusers when used
+    from bench.diffusion.pipeline import check_decoder_matches_codec, inference_layout  # imports diffusers when used
 
     config = load_config(config_path)
     settings = PerfSettings.from_config(config)
@@ -691,7 +690,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         args.config, quality=args.quality, msh_checkpoint=args.checkpoint, decoder_checkpoint=args.decoder_checkpoint,
         device=args.device, image=args.image, mirror=args.mirror, compile_model=args.compile,
     )  # fmt: skip
-    write_csv(table, args.out)
+    write_tables({args.out: table})
     print(f"{len(table)} rows -> {args.out}")
     return 0
 

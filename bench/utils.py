@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported inside the functions that use it: the Snakefile parse and every
-    import torch  # CLI call import this module, and importing torch costs seconds
+    import pandas as pd  # CLI call import this module, and importing torch (or pandas) costs seconds
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,18 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
+
+
+def write_tables(tables: dict[str | os.PathLike, pd.DataFrame]) -> None:
+    """Write several CSVs so that either all of them appear or none does.
+
+    Each table goes to a temporary file beside its destination; the renames happen only after every
+    table has been written, so a failure never leaves one new table next to a stale other.
+    """
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_path(dest)) for dest in tables]
+        for temporary, frame in zip(temporaries, tables.values(), strict=True):
+            frame.to_csv(temporary, index=False)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -16,7 +16,7 @@ from bench.cli import main
 from bench.config import validate_config
 from bench.report import plot_rdp
 from bench.report.style import method_color
-from bench.tables import collect
+from bench.results import collect
 from bench.utils import BenchError
 from tests.conftest import write_png
 

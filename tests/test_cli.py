@@ -24,7 +24,7 @@ from compressai.models import MeanScaleHyperprior
 import bench.codec.train as train_module
 import bench.utils
 from bench.cli import main
-from bench.codec.model import save_checkpoint
+from bench.codec.checkpoints import save_checkpoint
 from bench.codec.train import partial_path
 from bench.utils import TERMINATED_EXIT, BenchError, atomic_path, atomic_torch_save
 from tests.conftest import REPO, write_png

@@ -36,7 +36,7 @@ from bench.codec import (
     training_latent,
     unpad,
 )
-from bench.codec.model import save_checkpoint, zoo_weights_path
+from bench.codec.checkpoints import save_checkpoint, zoo_weights_path
 from bench.utils import BenchError
 from tests.weight_files import register_hashes
 

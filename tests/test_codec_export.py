@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.codec.model import zoo_weights_path
+from bench.codec.checkpoints import zoo_weights_path
 
 
 def test_export_without_zoo_weights_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

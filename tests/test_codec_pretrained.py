@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bench.codec import decode_dir, encode_dir, load_codec, read_header
-from bench.codec.model import zoo_weights_path
+from bench.codec.checkpoints import zoo_weights_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PUBLISHED_BPP, PUBLISHED_PSNR = 0.1239, 27.70

@@ -13,7 +13,7 @@ from PIL import Image
 import bench.codec.train as train_module
 from bench.cli import main
 from bench.codec import decode_latent, encode, load_codec, synthesize
-from bench.codec.model import ZOO_LAMBDAS, zoo_size
+from bench.codec.checkpoints import ZOO_LAMBDAS, zoo_size
 from bench.codec.train import MSHTrainConfig, partial_path
 from bench.config import validate_config, with_overrides
 from bench.utils import BenchError

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench import data, download
-from bench.codec import model
+from bench.codec import checkpoints
 from bench.utils import BenchError, sha256_file
 
 from .loopback_http import LoopbackServer
@@ -138,11 +138,11 @@ def test_zoo_weights_download_goes_through_the_helper(
 ) -> None:
     """A zoo file whose bytes do not match the sha256 prefix in its name never lands in $TORCH_HOME."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    name = model.zoo_weights_path(1).name
+    name = checkpoints.zoo_weights_path(1).name
     http_server.files[f"/zoo/{name}"] = b"not the weights"
-    monkeypatch.setattr(model, "zoo_weights_url", lambda quality: http_server.url(f"/zoo/{name}"))
+    monkeypatch.setattr(checkpoints, "zoo_weights_url", lambda quality: http_server.url(f"/zoo/{name}"))
     with pytest.raises(BenchError, match=rf"checksum mismatch for .*/zoo/{re.escape(name)} .*expected "):
-        model.load_pretrained(1)
+        checkpoints.load_pretrained(1)
     assert list((tmp_path / "hub" / "checkpoints").iterdir()) == []
 
 

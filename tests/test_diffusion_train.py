@@ -19,7 +19,7 @@ from PIL import Image
 
 from bench.cli import main as cli_main
 from bench.codec import MSHCodec, load_codec, pad
-from bench.codec.model import save_checkpoint
+from bench.codec.checkpoints import save_checkpoint
 from bench.config import load_config
 from bench.diffusion import train
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
@@ -37,7 +37,7 @@ from bench.diffusion.train import (
     uncond_keep_mask,
     vb_term,
 )
-from bench.samplers import Knobs, sample
+from bench.diffusion.samplers import Knobs, sample
 from bench.utils import BenchError, Terminated
 from tests.ci_workflow import WorkflowRun
 from tests.conftest import REPO, write_png

@@ -19,7 +19,7 @@ import yaml
 
 from bench.cli import main
 from bench.codec import decode_latent, encode, load_codec
-from bench.diffusion.decode import decode_batch, inference_layout
+from bench.diffusion.pipeline import decode_batch, inference_layout
 from bench.diffusion.model import load_decoder
 from bench.perf import (
     MIB,
@@ -39,7 +39,7 @@ from bench.perf import (
 )
 from bench.points import grid_points
 from bench.report.cost import plot_cost
-from bench.samplers import plan_sampling
+from bench.diffusion.samplers import plan_sampling
 from bench.utils import BenchError
 from tests.conftest import write_png
 from tests.test_report import summary_table

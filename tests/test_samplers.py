@@ -1,4 +1,4 @@
-"""Sampler registry and loop (bench.samplers) against an analytic denoiser on Gaussian data.
+"""Sampler registry and loop (bench.diffusion.samplers) against an analytic denoiser on Gaussian data.
 
 For data x0 ~ N(mu, s² I) and x_t = a x0 + b eps (a² = abar_t, b² = 1 - abar_t) the Bayes-optimal
 predictions are linear in x_t: with z = x_t - a mu and V = a² s² + b²,
@@ -30,7 +30,7 @@ from torch import nn
 from bench.diffusion.model import Condition, DecoderConfig
 from bench.diffusion.schedule import NoiseSchedule, make_schedule
 from bench.points import SAMPLER_NAMES, SAMPLERS_WITH_ETA
-from bench.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
+from bench.diffusion.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
 from bench.utils import BenchError
 
 S = 0.3  # data standard deviation

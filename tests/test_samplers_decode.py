@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.codec import MSHCodec
-from bench.codec.model import save_checkpoint
+from bench.codec.checkpoints import save_checkpoint
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder
 from bench.diffusion.train import save_decoder
 from tests.conftest import write_png

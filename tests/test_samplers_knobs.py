@@ -1,4 +1,4 @@
-"""The decode-time knobs of bench.samplers (start level t0, guidance w, sample averaging N) against
+"""The decode-time knobs of bench.diffusion.samplers (start level t0, guidance w, sample averaging N) against
 the analytic Gaussian denoiser of tests/test_samplers.py.
 
 For data x0 ~ N(mu, s² I) every optimal prediction (eps, x0, v) is affine in mu at fixed x_t, so
@@ -16,7 +16,7 @@ import re
 import pytest
 import torch
 
-from bench.samplers import AVERAGING_STRIDE, Knobs, plan_sampling, sample
+from bench.diffusion.samplers import AVERAGING_STRIDE, Knobs, plan_sampling, sample
 from bench.utils import BenchError
 from tests.test_samplers import MUS, SEEDS, S, Z_SE, AnalyticDecoder, conditioning, expected_output
 

@@ -25,7 +25,7 @@ import torch
 from bench import weight_files
 from bench.cli import main
 from bench.codec import load_codec
-from bench.codec.model import load_pretrained, zoo_weights_path
+from bench.codec.checkpoints import load_pretrained, zoo_weights_path
 from bench.config import load_config
 from bench.metrics.distribution import InceptionFeatures, PatchFID, extract_patches, frechet_distance
 from bench.metrics.perceptual import DISTS, LPIPS

@@ -9,7 +9,7 @@ import argparse
 from statistics import mean
 
 from bench.codec.files import encode_path
-from bench.codec.model import ZOO_LAMBDAS, load_pretrained, save_checkpoint, zoo_origin
+from bench.codec.checkpoints import ZOO_LAMBDAS, load_pretrained, save_checkpoint, zoo_origin
 from bench.codec.msh import load_codec
 from bench.codec.train import MSHTrainConfig, train_msh
 from bench.config import load_config, validate_config, with_overrides

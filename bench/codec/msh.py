@@ -24,7 +24,7 @@ from compressai.ops import compute_padding
 from torch import Tensor
 
 from bench.codec.bitstream import Bitstream, pack, size_problem, unpack
-from bench.codec.model import ARCH, check_quality, load_checkpoint, load_pretrained
+from bench.codec.checkpoints import ARCH, check_quality, load_checkpoint, load_pretrained
 from bench.utils import BenchError, resolve_device, state_dict_hash
 
 Padding = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)

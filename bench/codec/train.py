@@ -27,7 +27,7 @@ from compressai.optimizers import net_aux_optimizer
 from torch import Tensor
 from tqdm import tqdm
 
-from bench.codec.model import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
+from bench.codec.checkpoints import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
 from bench.data import RandomCrops, crop_batches
 from bench.utils import (
     BenchError,

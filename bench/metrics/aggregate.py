@@ -12,15 +12,12 @@ not be comparable with other rows; a +inf PSNR (a lossless image) makes the mean
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from bench.utils import atomic_path
 
 CI_LEVEL = 0.95
 
@@ -46,15 +43,3 @@ def summarize(per_image: pd.DataFrame, metrics: Sequence[str], *, resamples: int
         summary[metric] = float(np.mean(values)) if values.size else math.nan
         summary[f"{metric}_ci_lo"], summary[f"{metric}_ci_hi"] = bootstrap_ci(values, resamples=resamples, seed=seed)
     return summary
-
-
-def write_tables(tables: dict[str | os.PathLike, pd.DataFrame]) -> None:
-    """Write several CSVs so that either all of them appear or none does.
-
-    Each table goes to a temporary file beside its destination; the renames happen only after every
-    table has been written, so a failure never leaves one new table next to a stale other.
-    """
-    with contextlib.ExitStack() as stack:
-        temporaries = [stack.enter_context(atomic_path(dest)) for dest in tables]
-        for temporary, frame in zip(temporaries, tables.values(), strict=True):
-            frame.to_csv(temporary, index=False)

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from bench.config import validate_config
 from bench.images import load_rgb
-from bench.metrics.aggregate import summarize, write_tables
+from bench.metrics.aggregate import summarize
 from bench.metrics.columns import parse_protocol_column
 from bench.metrics.distribution import InceptionFeatures, PatchFID
 from bench.metrics.fidelity import ms_ssim, psnr
@@ -57,7 +57,15 @@ from bench.metrics.reference_cache import cache_key, cache_path, load_reference_
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
 from bench.metrics.swd import swd
 from bench.metrics.weights import resolve_backbones
-from bench.utils import BenchError, code_version, device_description, progress_options, resolve_device, short_list
+from bench.utils import (
+    BenchError,
+    code_version,
+    device_description,
+    progress_options,
+    resolve_device,
+    short_list,
+    write_tables,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from bench.report.cli import add_commands
 from bench.report.figures import Plot, plot_rdp, plot_tradeoff, save_figure
 from bench.report.samples import Crop, default_selection, plot_samples
 from bench.report.style import axis_label, method_color, method_key
-from bench.report.tables import load_summary, summary_series
+from bench.report.series import load_summary, summary_series
 
 __all__ = [
     "Crop",

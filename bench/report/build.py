@@ -11,7 +11,7 @@ import pandas as pd
 from bench.baselines import load_published
 from bench.report.figures import PERCEPTION_METRICS, RDP_METRICS, Plot, plot_rdp, plot_tradeoff, save_figure
 from bench.report.samples import Crop, default_selection, plot_samples
-from bench.report.tables import load_summary
+from bench.report.series import load_summary
 from bench.utils import BenchError
 
 log = logging.getLogger(__name__)

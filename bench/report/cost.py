@@ -21,9 +21,9 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.build import write_figure
-from bench.report.figures import NFE_NOTE, Plot, _draw_tradeoff_panel, per_bitrate_panels
+from bench.report.figures import NFE_NOTE, Plot, draw_tradeoff_panel, per_bitrate_panels
 from bench.report.style import metric_spec
-from bench.report.tables import (
+from bench.report.series import (
     has_values,
     metric_axis_label,
     step_positions,
@@ -69,7 +69,7 @@ def plot_cost(summary: pd.DataFrame, *, metrics: Sequence[str] = COST_METRICS, d
     positions = step_positions(summary)
 
     def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
-        _draw_tradeoff_panel(ax, rows, TIME_COLUMN, metric, positions)
+        draw_tradeoff_panel(ax, rows, TIME_COLUMN, metric, positions)
         _seconds_axis(ax)
         ax.set_ylabel(metric_axis_label(summary, metric))
 

@@ -45,7 +45,7 @@ from bench.report.style import (
     metric_spec,
     shade,
 )
-from bench.report.tables import (
+from bench.report.series import (
     FIGURE_PATCH_METRICS,
     Series,
     has_values,
@@ -304,7 +304,7 @@ def _quality_bpp(rows: pd.DataFrame) -> float:
     return float((msh if not msh.empty else rows)["bpp"].mean())
 
 
-def _draw_tradeoff_panel(
+def draw_tradeoff_panel(
     ax: Axes, rows: pd.DataFrame, metric: str, distortion: str, positions: dict[tuple[str, float], float]
 ) -> None:
     """``distortion`` against ``metric`` for the MSH row and each sampler curve of one quality."""
@@ -362,7 +362,7 @@ def _draw_curve(
 
 
 def tradeoff_handles(rows: pd.DataFrame) -> list[Line2D]:
-    """Legend entries of a plane drawn by :func:`_draw_tradeoff_panel` from ``rows`` (MSH and
+    """Legend entries of a plane drawn by :func:`draw_tradeoff_panel` from ``rows`` (MSH and
     diffusion): the MSH marker, each plain sampler's step curve, each knob sweep."""
     diffusion = rows[rows["decoder"] == "diffusion"]
     handles = [_handle(s, line=False) for s in summary_series(rows[rows["decoder"] == "msh"])]
@@ -442,7 +442,7 @@ def plot_tradeoff(
     positions = step_positions(summary)
 
     def draw(ax: Axes, rows: pd.DataFrame, metric: str) -> None:
-        _draw_tradeoff_panel(ax, rows, metric, distortion, positions)
+        draw_tradeoff_panel(ax, rows, metric, distortion, positions)
         ax.set_xlabel(metric_axis_label(summary, metric))
         ax.set_ylabel(axis_label(distortion))
 

@@ -23,7 +23,7 @@ from bench.data import load_rgb
 from bench.points import parse_point
 from bench.report.figures import PANEL_WIDTH, Plot, style
 from bench.report.style import method_name
-from bench.report.tables import seeds, with_point_columns
+from bench.report.series import seeds, with_point_columns
 from bench.utils import BenchError
 
 MAX_COLUMNS = 6

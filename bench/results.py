@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench.points import parse_point
-from bench.utils import BenchError, atomic_path
+from bench.utils import BenchError, write_tables
 
 RECORD_NAME = "decode.json"  # written by `decode --record`: timing, memory, MSH weights hash
 DIFFUSION_RECORD_NAME = "decode_config.json"  # written by the diffusion decoder: sampler and checkpoint
@@ -105,16 +105,9 @@ def collect(
     return _ordered(pd.concat(image_frames, ignore_index=True)), _ordered(pd.DataFrame(summary_rows))
 
 
-def write_csv(frame: pd.DataFrame, dest: str | os.PathLike) -> None:
-    """Write a table atomically (no partial CSV if anything fails)."""
-    with atomic_path(dest) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
 def _cmd_tables(args: argparse.Namespace) -> int:
     per_image, summary = collect(args.summaries, args.per_image, args.reconstructions)
-    write_csv(per_image, args.out_per_image)
-    write_csv(summary, args.out_summary)
+    write_tables({args.out_per_image: per_image, args.out_summary: summary})
     print(f"{len(summary)} points, {len(per_image)} image rows -> {args.out_summary}, {args.out_per_image}")
     return 0
 

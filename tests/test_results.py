@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.tables import collect
+from bench.results import collect
 from bench.utils import BenchError
 
 

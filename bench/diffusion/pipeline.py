@@ -43,7 +43,7 @@ from bench.codec import (
 )
 from bench.codec.files import read_stream
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
-from bench.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
+from bench.diffusion.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.utils import BenchError, atomic_path, code_version, device_description, progress_options, sha256_file
 
 FOLDER_RECORD = "decode_config.json"
