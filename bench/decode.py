@@ -10,19 +10,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from bench.codec.commands import add_codec_arguments
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
 from bench.codec.checkpoints import load_checkpoint, weights_label, zoo_origin
-from bench.points import SAMPLER_NAMES
-from bench.utils import BenchError, atomic_path, cpu_numerics, device_description, output_lock, resolve_device
+from bench.points import KNOB_DEFAULTS, SAMPLER_NAMES, Knobs, parse_point
+from bench.utils import (
+    BenchError,
+    atomic_path,
+    cpu_numerics,
+    device_description,
+    output_lock,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Decoder:
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     help: str = ""
     outputs: Callable[[argparse.Namespace], list[Path]] = lambda args: [Path(args.output)]
+    resolve: Callable[[argparse.Namespace], None] = lambda args: None  # fills and checks its own flags first
 
 
 def _run_msh(args: argparse.Namespace) -> int:
@@ -48,18 +56,21 @@ def _run_msh(args: argparse.Namespace) -> int:
 def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--decoder diffusion")
     group.add_argument("--decoder-checkpoint", help="diffusion decoder checkpoint (from train-decoder)")
+    group.add_argument("--point", metavar="ID",
+                       help="a diffusion point id (bench/points.py), e.g. ddim-k10-eta0-s0 or ddpm-k50-t0.4-s1: "
+                            "sets --sampler, --steps, --eta, --t0, --guidance, --n-avg and --seed (the workflow's form)")
     group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="bench.diffusion.samplers registry name")
     group.add_argument("--steps", type=int, help="sampling steps K (network evaluations per sample)")
-    group.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (default 0: deterministic)")
-    group.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
+    group.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default 0: deterministic)")
+    group.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+",
                        help="one sample per seed (default 0); several seeds need {seed} in OUTPUT")
-    group.add_argument("--t0", type=float, default=1.0,
+    group.add_argument("--t0", type=float,
                        help="start level in [0, 1]: noise the MSH output to t0 and sample from there (default 1: "
                             "the full chain; 0: the MSH output itself)")
-    group.add_argument("--guidance", type=float, default=1.0,
+    group.add_argument("--guidance", type=float,
                        help="classifier-free guidance scale w >= 0 (default 1: the conditional model; others "
                             "cost two evaluations per step)")
-    group.add_argument("--n-avg", type=int, default=1,
+    group.add_argument("--n-avg", type=int,
                        help="average N independent samples per seed into one reconstruction (default 1)")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the UNet (default off: compiling costs tens of seconds per input "
@@ -68,17 +79,41 @@ def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
                        help="clamp the x0 estimate to [-1, 1] at every step (default: on, as the paper)")
 
 
+# The sampler settings a point id holds, and their defaults when neither the id nor a flag sets them.
+POINT_SETTINGS: dict[str, Any] = {"sampler": None, "steps": None, "eta": 0.0, **KNOB_DEFAULTS, "seeds": [0]}
+
+
+def _resolve_diffusion(args: argparse.Namespace) -> None:
+    """Fill the sampler settings from ``--point`` (then no setting flag may be given) or the defaults,
+    and require what has none."""
+    given = [name for name in POINT_SETTINGS if getattr(args, name) is not None]
+    if args.point is not None:
+        if given:
+            flags = ", ".join(f"--{'seed' if name == 'seeds' else name.replace('_', '-')}" for name in given)
+            raise BenchError(f"--point {args.point} sets the sampler settings; drop {flags}")
+        point = parse_point(args.point)
+        if point.decoder != "diffusion":
+            raise BenchError(f"--point {args.point} is not a diffusion point (e.g. ddim-k10-eta0-s0)")
+        settings = {"sampler": point.sampler, "steps": point.steps, "eta": point.eta, "t0": point.t0,
+                    "guidance": point.guidance, "n_avg": point.n_avg, "seeds": [point.seed]}
+        for name, value in settings.items():
+            setattr(args, name, value)
+    for name, default in POINT_SETTINGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    for flag in ("decoder_checkpoint", "sampler", "steps"):
+        if getattr(args, flag) is None:
+            raise BenchError(f"--decoder diffusion needs --{flag.replace('_', '-')} (or --point for the sampler)")
+
+
 def _run_diffusion(args: argparse.Namespace) -> int:
     from bench.diffusion.pipeline import decode_diffusion  # imports diffusers only when used
 
-    for flag in ("decoder_checkpoint", "sampler", "steps"):
-        if getattr(args, flag) is None:
-            raise BenchError(f"--decoder diffusion needs --{flag.replace('_', '-')}")
     written = decode_diffusion(
         args.input, args.output, decoder_checkpoint=args.decoder_checkpoint, msh_checkpoint=args.checkpoint,
         pretrained=args.pretrained, sampler=args.sampler, steps=args.steps, eta=args.eta, seeds=args.seeds,
-        clip=args.clip, device=args.device, batch_size=args.batch_size, t0=args.t0, guidance=args.guidance,
-        n_avg=args.n_avg, compile_model=args.compile,
+        clip=args.clip, device=args.device, batch_size=args.batch_size,
+        knobs=Knobs(t0=args.t0, guidance=args.guidance, n_avg=args.n_avg), compile_model=args.compile,
     )
     print(f"wrote {len(written)} diffusion reconstruction(s) to {args.output}")
     return 0
@@ -95,22 +130,17 @@ DECODERS: dict[str, Decoder] = {
     "diffusion": Decoder(
         run=_run_diffusion,
         add_arguments=_add_diffusion_arguments,
-        help="the conditional diffusion decoder, sampled with --sampler/--steps/--eta/--seed",
+        help="the conditional diffusion decoder, sampled at --point (or --sampler/--steps/--eta/--seed ...)",
         outputs=_diffusion_outputs,
+        resolve=_resolve_diffusion,
     ),
 }
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far: CUDA ``max_memory_allocated``, else the peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def write_record(args: argparse.Namespace, seconds: float) -> None:
-    """The decode record the tables read: wall time per image (model loading included), peak memory,
-    and the MSH weights of the bitstreams (the hash in their headers, with the zoo file it came from)."""
+def write_record(args: argparse.Namespace, seconds: float, memory_kind: str) -> None:
+    """The decode record the tables read: wall time per image (model loading included), peak memory
+    since the command started (``memory_kind`` from :func:`reset_peak_memory`), and the MSH weights of
+    the bitstreams (the hash in their headers, with the zoo file it came from)."""
     streams = bitstream_paths(args.input)
     header = read_header(streams[0])
     meta = zoo_origin(header.quality) if args.pretrained else load_checkpoint(args.checkpoint)[1]
@@ -120,7 +150,7 @@ def write_record(args: argparse.Namespace, seconds: float) -> None:
         "n_images": len(streams),
         "seconds": seconds,
         "decode_s_per_image": seconds / len(streams),
-        "peak_mem_mb": peak_memory_mb(device),
+        "peak_mem_mb": peak_memory_mb(device, memory_kind),
         "msh_weights": weights_label(header.weights_hash, meta),
         "device": device_description(device),
         "cpu_numerics": cpu_numerics(),
@@ -133,13 +163,15 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     """Run the decoder holding the lock of every output (in sorted order, so two decodes with
     overlapping outputs cannot each hold a part): a second decode into a held output stops at once."""
     start = time.perf_counter()
+    memory_kind = reset_peak_memory(resolve_device(args.device))
     decoder = DECODERS[args.decoder]
+    decoder.resolve(args)
     with contextlib.ExitStack() as locks:
         for output in sorted(set(decoder.outputs(args))):
             locks.enter_context(output_lock(output, "decode"))
         status = decoder.run(args)
         if args.record:
-            write_record(args, time.perf_counter() - start)
+            write_record(args, time.perf_counter() - start, memory_kind)
     return status
 
 

@@ -429,7 +429,7 @@ def decode_and_measure(layout: Layout, config_path: Path, config: dict[str, Any]
               "--compile" if sampling["compile"] else "--no-compile", "--batch-size", batch_size]  # fmt: skip
     points: dict[str, list[Any]] = {"msh": ["--decoder", "msh"]}
     for point in grid_points(sampling):
-        points[point.id] = ["--decoder", "diffusion", "--decoder-checkpoint", layout.decoder, *point.decode_flags(),
+        points[point.id] = ["--decoder", "diffusion", "--decoder-checkpoint", layout.decoder, "--point", point.id,
                             *shared]  # fmt: skip
     summaries, per_images, folders = [], [], []
     for point, flags in points.items():

@@ -31,7 +31,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +179,16 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         _noted.add(str(path))
         log.warning("%s is %s", path, conversion)
     return pixels
+
+
+def shape_batches(shapes: Sequence[Hashable], batch_size: int | None = None) -> Iterator[list[int]]:
+    """Indices of ``shapes`` grouped by equal shape (groups in first-seen order), each group cut into
+    batches of at most ``batch_size`` (``None``: whole groups): how every step batches images or
+    latents, since only equal shapes stack into one tensor."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, shape in enumerate(shapes):
+        groups.setdefault(shape, []).append(index)
+    for indices in groups.values():
+        size = batch_size or len(indices)
+        for start in range(0, len(indices), size):
+            yield indices[start : start + size]

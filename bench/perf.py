@@ -55,13 +55,12 @@ import argparse
 import contextlib
 import dataclasses
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,15 +73,18 @@ from bench.config import config_hash, load_config
 from bench.data import list_images, load_rgb, mirror_root
 from bench.diffusion.latent_decoder import NUM_STAGES
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
-from bench.points import Point, grid_points
-from bench.utils import BenchError, code_version, device_description, resolve_device, write_tables
+from bench.points import Knobs, Point, grid_points
+from bench.utils import (
+    BenchError,
+    code_version,
+    device_description,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    write_tables,
+)
 
-if TYPE_CHECKING:
-    from bench.diffusion.samplers import Knobs
 
-MIB = 2**20
-CLEAR_REFS = Path("/proc/self/clear_refs")
-PROC_STATUS = Path("/proc/self/status")
 LATENT_UPSAMPLING = 2**NUM_STAGES  # y_hat is at 1/16 of the (padded) image size
 INPUT_DATASET = "kodak"  # the image perf crops its inputs from, when the mirror holds it
 
@@ -164,32 +166,6 @@ def time_interleaved(
 def time_calls(fn: Callable[[], object], *, warmup: int, repetitions: int, device: torch.device) -> list[float]:
     """Seconds of each of ``repetitions`` calls of ``fn`` after ``warmup`` untimed calls."""
     return time_interleaved([fn], warmup=warmup, repetitions=repetitions, device=device)[0]
-
-
-# ---------------------------------------------------------------------------------------------- memory
-
-
-def reset_peak_memory(device: torch.device) -> str:
-    """Start a new peak-memory window; returns how :func:`peak_memory_mb` will measure it."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return "cuda_max_allocated"
-    try:
-        CLEAR_REFS.write_text("5")  # Linux: reset VmHWM to the current RSS
-    except OSError:
-        return "rss_process_lifetime"
-    return "rss_peak"
-
-
-def peak_memory_mb(device: torch.device, kind: str) -> float:
-    """Peak memory in MiB since :func:`reset_peak_memory` returned ``kind``."""
-    if kind == "cuda_max_allocated":
-        return torch.cuda.max_memory_allocated(device) / MIB
-    if kind == "rss_peak":
-        for line in PROC_STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -342,7 +318,6 @@ def _conditioning(ctx: Context, latents: Sequence[DecodedLatent], knobs: Knobs |
     """The decode's per-batch setup for ``knobs`` (default: the plain sampler, whose conditioning is
     never None): ``bench.diffusion.pipeline.batch_setup``, the part of ``decode_batch`` before its steps."""
     from bench.diffusion.pipeline import batch_setup  # imports diffusers only when used
-    from bench.diffusion.samplers import Knobs
 
     with torch.inference_mode():
         return batch_setup(ctx.model, ctx.codec, latents, knobs or Knobs()).cond
@@ -393,9 +368,9 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     and extrapolated when its NFE exceeds ``max_steps_timed``, see the module doc), with its setup
     and a bare UNet forward timed in the same repetitions."""
     from bench.diffusion.pipeline import decode_batch  # imports diffusers only when used
-    from bench.diffusion.samplers import Knobs, SamplingPlan, plan_sampling
+    from bench.diffusion.samplers import SamplingPlan, plan_sampling
 
-    knobs = Knobs(t0=point.t0, guidance=point.guidance, n_avg=point.n_avg)
+    knobs = point.knobs
 
     def plan(steps: int) -> SamplingPlan:
         return plan_sampling(ctx.model, sampler=point.sampler, steps=steps, eta=point.eta or 0.0, clip=ctx.clip,

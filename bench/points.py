@@ -22,7 +22,7 @@ is left out of the id, so the paper's points keep their short names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.utils import BenchError
@@ -31,8 +31,6 @@ from bench.utils import BenchError
 SAMPLERS_WITH_ETA = frozenset({"ddim"})
 SAMPLER_NAMES = frozenset({"ddpm", "ddim", "dpmpp"})
 
-# The decode-time knobs at their plain values: the ordinary full-chain, conditional, one-sample decode.
-KNOB_DEFAULTS: dict[str, float | int] = {"t0": 1.0, "guidance": 1.0, "n_avg": 1}
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _DIFFUSION = re.compile(
@@ -63,11 +61,10 @@ class Point:
         """The canonical id (see the module grammar)."""
         return format_point(self)
 
-    def decode_flags(self) -> list[str]:
-        """The ``python -m bench decode --decoder diffusion`` flags of this point (the workflow's and gpu-check's)."""
-        eta = ["--eta", str(self.eta)] if self.eta is not None else []
-        knobs = ["--t0", str(self.t0), "--guidance", str(self.guidance), "--n-avg", str(self.n_avg)]
-        return ["--sampler", str(self.sampler), "--steps", str(self.steps), *eta, *knobs, "--seed", str(self.seed)]
+    @property
+    def knobs(self) -> Knobs:
+        """A diffusion point's decode-time knobs."""
+        return Knobs(t0=self.t0, guidance=self.guidance, n_avg=self.n_avg)
 
     def columns(self) -> dict[str, Any]:
         """The table columns this point contributes (decoder, sampler, steps, eta, knobs, seed)."""
@@ -92,9 +89,32 @@ def check_knobs(t0: float, guidance: float, n_avg: int) -> tuple[float, float, i
     return float(t0), float(guidance), int(n_avg)
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """The decode-time knobs of a point: start level t0, guidance scale w, N averaged samples (see
+    bench/diffusion/samplers.py); its defaults, the one place they are written, are the plain sampler:
+    the full-chain, conditional, one-sample decode."""
+
+    t0: float = 1.0
+    guidance: float = 1.0
+    n_avg: int = 1
+
+    def __post_init__(self) -> None:
+        check_knobs(self.t0, self.guidance, self.n_avg)
+
+    @property
+    def evaluations_per_step(self) -> int:
+        """Network evaluations per step and sample: two for guidance other than 0 or 1."""
+        return 1 if self.guidance in (0.0, 1.0) else 2
+
+
+# The knobs at their plain values, by name (a point id leaves these out).
+KNOB_DEFAULTS: dict[str, float | int] = asdict(Knobs())
+
+
 def diffusion_point(
-    sampler: str, steps: int, seed: int, eta: float | None = None, *, t0: float = 1.0, guidance: float = 1.0,
-    n_avg: int = 1,
+    sampler: str, steps: int, seed: int, eta: float | None = None, *, t0: float = Knobs.t0,
+    guidance: float = Knobs.guidance, n_avg: int = Knobs.n_avg,
 ) -> Point:
     """A validated diffusion point; eta is kept only for samplers that have one (default 0)."""
     if sampler not in SAMPLER_NAMES:

@@ -15,6 +15,7 @@ import logging
 import os
 import io
 import random
+import resource
 import socket
 import signal
 import subprocess
@@ -431,6 +432,39 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+MIB = 2**20
+CLEAR_REFS = Path("/proc/self/clear_refs")
+PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> str:
+    """Start a new peak-memory window; returns how :func:`peak_memory_mb` will measure it (CUDA's
+    allocator peak, Linux's resettable peak RSS, else the process's lifetime peak RSS)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_allocated"
+    try:
+        CLEAR_REFS.write_text("5")  # Linux: reset VmHWM to the current RSS
+    except OSError:
+        return "rss_process_lifetime"
+    return "rss_peak"
+
+
+def peak_memory_mb(device: torch.device, kind: str) -> float:
+    """Peak memory in MiB since :func:`reset_peak_memory` returned ``kind``."""
+    import torch
+
+    if kind == "cuda_max_allocated":
+        return torch.cuda.max_memory_allocated(device) / MIB
+    if kind == "rss_peak":
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 @functools.cache

@@ -37,7 +37,8 @@ from bench.diffusion.train import (
     uncond_keep_mask,
     vb_term,
 )
-from bench.diffusion.samplers import Knobs, sample
+from bench.diffusion.samplers import sample
+from bench.points import Knobs
 from bench.utils import BenchError, Terminated
 from tests.ci_workflow import WorkflowRun
 from tests.conftest import REPO, write_png

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from bench import gpu_check, preflight
+from bench import decode, gpu_check, preflight
 from bench.cli import build_parser, main
-from bench.points import grid_points, parse_point
+from bench.points import diffusion_point, grid_points, parse_point
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,13 +100,34 @@ def test_train_default_rejects_a_non_positive_budget(tmp_path: Path, capsys: pyt
     assert "--minutes must be > 0" in capsys.readouterr().err
 
 
-def test_decode_flags_parse_back_to_the_point() -> None:
-    """The workflow and gpu-check decode a point with these flags: the decode parser must read the point back."""
-    point = parse_point("ddim-k5-eta0-w2-s3")
-    argv = ["decode", "in", "out", "--decoder", "diffusion", "--pretrained", *point.decode_flags()]
-    args = build_parser().parse_args(argv)
-    assert (args.sampler, args.steps, args.eta, args.guidance, args.t0, args.n_avg, args.seeds) == (
-        "ddim", 5, 0.0, 2.0, 1.0, 1, [3])
+@pytest.mark.parametrize("point_id", ["ddim-k5-eta0-w2-s3", "ddpm-k4-t0.5-n2-s1", "dpmpp-k3-s0"])
+def test_decode_point_sets_every_sampler_setting(point_id: str) -> None:
+    """The workflow and gpu-check decode with ``--point ID``: the settings are those the id holds."""
+    args = build_parser().parse_args(["decode", "in", "out", "--decoder", "diffusion", "--decoder-checkpoint", "d.pt",
+                                      "--pretrained", "--point", point_id])  # fmt: skip
+    decode.DECODERS["diffusion"].resolve(args)
+    point = parse_point(point_id)
+    assert (args.sampler, args.steps, args.eta, args.t0, args.guidance, args.n_avg, args.seeds) == (
+        point.sampler, point.steps, point.eta or 0.0, point.t0, point.guidance, point.n_avg, [point.seed])
+    assert diffusion_point(args.sampler, args.steps, args.seeds[0], args.eta if point.eta is not None else None,
+                           t0=args.t0, guidance=args.guidance, n_avg=args.n_avg).id == point_id  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--point", "ddim-k5-eta0-s0", "--steps", "4"], "drop --steps"),
+    (["--point", "ddim-k5-eta0-s0", "--seed", "1", "--n-avg", "2"], "drop --n-avg, --seed"),
+    (["--point", "msh"], "is not a diffusion point"),
+    (["--point", "ddim-k5"], "ddim-k5"),
+    (["--eta", "0.5"], "needs --sampler"),
+])  # fmt: skip
+def test_decode_point_conflicts_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+                                             message: str) -> None:
+    argv = ["decode", str(tmp_path / "in"), str(tmp_path / "out"), "--decoder", "diffusion",
+            "--decoder-checkpoint", "d.pt", "--pretrained", *extra]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_preflight_names_what_is_missing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from torchvision.models import alexnet
 
 from bench.metrics import weights
 from bench.metrics.aggregate import bootstrap_ci, summarize
-from bench.metrics.evaluate import shape_batches
+from bench.images import shape_batches
 from bench.metrics.fidelity import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, ResolvedBackbone, resolve_backbones

@@ -22,7 +22,6 @@ from bench.codec import decode_latent, encode, load_codec
 from bench.diffusion.pipeline import decode_batch, inference_layout
 from bench.diffusion.model import load_decoder
 from bench.perf import (
-    MIB,
     VARIANTS,
     Context,
     PerfSettings,
@@ -32,15 +31,13 @@ from bench.perf import (
     comparison_variants,
     input_image,
     peak_bf16_flops,
-    peak_memory_mb,
     prepare_size,
-    reset_peak_memory,
     synthetic_image,
 )
 from bench.points import grid_points
 from bench.report.cost import plot_cost
 from bench.diffusion.samplers import plan_sampling
-from bench.utils import BenchError
+from bench.utils import MIB, BenchError, peak_memory_mb, reset_peak_memory
 from tests.conftest import write_png
 from tests.test_report import summary_table
 from tests.test_samplers_decode import CONFIGS, tiny_decoder, tiny_msh

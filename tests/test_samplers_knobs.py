@@ -16,7 +16,8 @@ import re
 import pytest
 import torch
 
-from bench.diffusion.samplers import AVERAGING_STRIDE, Knobs, plan_sampling, sample
+from bench.diffusion.samplers import AVERAGING_STRIDE, plan_sampling, sample
+from bench.points import Knobs
 from bench.utils import BenchError
 from tests.test_samplers import MUS, SEEDS, S, Z_SE, AnalyticDecoder, conditioning, expected_output
 

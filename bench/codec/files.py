@@ -10,7 +10,7 @@ size against the z string) before it writes the first PNG; bad single files leav
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,7 +31,7 @@ from bench.codec.msh import (
     verify_stream,
 )
 from bench.data import list_images
-from bench.images import load_rgb
+from bench.images import load_rgb, shape_batches
 from bench.utils import BenchError, atomic_path, atomic_write_bytes, progress_options, short_list
 
 T = TypeVar("T")
@@ -91,14 +91,6 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _group_by(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
-    """Items grouped by ``key``, groups in order of first appearance."""
-    groups: dict[Hashable, list[T]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return list(groups.values())
-
-
 def _write_stream(path: Path, blob: bytes, height: int, width: int) -> EncodeResult:
     atomic_write_bytes(path, blob)
     return EncodeResult(len(blob) * 8 / (height * width), len(blob), height, width)
@@ -126,7 +118,8 @@ def encode_dir(
     with tqdm(total=len(paths), desc=f"encode q{codec.quality}", unit="img", **progress_options()) as bar:
         for chunk in _chunks(paths, batch_size):
             images = {path: read_image(path) for path in chunk}
-            for group in _group_by(chunk, lambda p: tuple(images[p].shape)):
+            for indices in shape_batches([tuple(images[path].shape) for path in chunk]):
+                group = [chunk[i] for i in indices]
                 blobs = encode(codec, torch.cat([images[p] for p in group]))
                 for path, blob in zip(group, blobs, strict=True):
                     height, width = images[path].shape[-2:]

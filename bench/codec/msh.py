@@ -25,6 +25,7 @@ from torch import Tensor
 
 from bench.codec.bitstream import Bitstream, pack, size_problem, unpack
 from bench.codec.checkpoints import ARCH, check_quality, load_checkpoint, load_pretrained
+from bench.images import shape_batches
 from bench.utils import BenchError, resolve_device, state_dict_hash
 
 Padding = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
@@ -210,10 +211,7 @@ def synthesize_batch(codec: MSHCodec, latents: list[DecodedLatent], *, padded: b
     Latents of the same size go through ``g_s`` together (one batch per size).
     """
     outputs: dict[int, Tensor] = {}
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, latent in enumerate(latents):
-        by_shape.setdefault(tuple(latent.y_hat.shape), []).append(i)
-    for indices in by_shape.values():
+    for indices in shape_batches([tuple(latent.y_hat.shape) for latent in latents]):
         y_hat = torch.cat([latents[i].y_hat for i in indices]).to(codec.device)
         x_hat = codec.net.g_s(y_hat).clamp_(0, 1)
         for i, image in zip(indices, x_hat.split(1), strict=True):

@@ -43,7 +43,9 @@ from bench.codec import (
 )
 from bench.codec.files import read_stream
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
-from bench.diffusion.samplers import Knobs, SamplingPlan, check_seeds, plan_sampling, sample_with_plan
+from bench.images import shape_batches
+from bench.points import Knobs
+from bench.diffusion.samplers import SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.utils import BenchError, atomic_path, code_version, device_description, progress_options, sha256_file
 
 FOLDER_RECORD = "decode_config.json"
@@ -130,14 +132,6 @@ def compile_unet(model: DiffusionDecoder) -> DiffusionDecoder:
     seconds on a CPU, so it pays only over many steps (``python -m bench perf``, ablation ``compile``)."""
     model.unet = torch.compile(model.unet)
     return model
-
-
-def _batches(latents: Sequence[DecodedLatent], batch_size: int) -> list[list[int]]:
-    """Indices of ``latents`` grouped by padded size, each group cut into chunks of ``batch_size``."""
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, latent in enumerate(latents):
-        by_shape.setdefault(tuple(latent.y_hat.shape), []).append(i)
-    return [group[k : k + batch_size] for group in by_shape.values() for k in range(0, len(group), batch_size)]
 
 
 @dataclass(frozen=True)
@@ -240,9 +234,7 @@ def decode_diffusion(
     clip: bool = True,
     device: str = "auto",
     batch_size: int = 4,
-    t0: float = 1.0,
-    guidance: float = 1.0,
-    n_avg: int = 1,
+    knobs: Knobs = Knobs(),
     compile_model: bool = False,
 ) -> list[Path]:
     """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder; returns the PNGs written.
@@ -259,14 +251,13 @@ def decode_diffusion(
     check_decoder_matches_codec(model, codec, decoder_checkpoint)
     if compile_model:
         compile_unet(model)
-    knobs = Knobs(t0=t0, guidance=guidance, n_avg=n_avg)
     plan = plan_sampling(model, sampler=sampler, steps=steps, eta=eta, clip=clip, knobs=knobs)
     # entropy-decode (and so verify) every container before the first write
     latents = [decode_latent(codec, read_stream(path), source=str(path)) for path in job.streams]
 
     written: list[Path] = []
     with tqdm(total=len(latents), desc=f"diffusion {sampler}-{steps}", unit="img", **progress_options()) as bar:
-        batches = _batches(latents, batch_size)
+        batches = list(shape_batches([tuple(latent.y_hat.shape) for latent in latents], batch_size))
         for indices in batches:
             images = decode_batch(model, codec, [latents[i] for i in indices], plan, job.seeds)
             for row, i in enumerate(indices):

@@ -30,7 +30,7 @@ Choices made on purpose (the JSON written beside every output records them):
   ``torch.Generator`` seeded with its seed, so the same seed on the same device gives the same
   noise whatever else is in the batch (bit-identical output for a batch-invariant network).
 
-Decode-time knobs at the same bits (:class:`Knobs`, beyond the paper):
+Decode-time knobs at the same bits (:class:`bench.points.Knobs`, beyond the paper):
 
 - **Start level t0** (partial diffusion). The MSH reconstruction is noised to the first step of the
   chain at or below model time t0·(T-1), ``sqrt(abar) x_msh + sqrt(1 - abar) eps``, and the sampler
@@ -63,7 +63,7 @@ from tqdm import tqdm
 
 from bench.diffusion.latent_decoder import NUM_STAGES
 from bench.diffusion.schedule import NoiseSchedule
-from bench.points import check_knobs
+from bench.points import Knobs
 from bench.utils import BenchError, progress_options
 
 # The decoder's ``prediction_type`` names → diffusers' names (the same words today; the map is the
@@ -255,23 +255,6 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise BenchError(f"'seeds' must be non-negative integers, got {seed!r}")
     return seeds
-
-
-@dataclass(frozen=True)
-class Knobs:
-    """The decode-time knobs of a point (see the module docstring); the defaults are the plain sampler."""
-
-    t0: float = 1.0
-    guidance: float = 1.0
-    n_avg: int = 1
-
-    def __post_init__(self) -> None:
-        check_knobs(self.t0, self.guidance, self.n_avg)
-
-    @property
-    def evaluations_per_step(self) -> int:
-        """Network evaluations per step and sample: two for guidance other than 0 or 1."""
-        return 1 if self.guidance in (0.0, 1.0) else 2
 
 
 def check_guidance(model: DecoderLike, knobs: Knobs) -> None:

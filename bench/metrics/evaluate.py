@@ -45,7 +45,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bench.config import validate_config
-from bench.images import load_rgb
+from bench.images import load_rgb, shape_batches
 from bench.metrics.aggregate import summarize
 from bench.metrics.columns import parse_protocol_column
 from bench.metrics.distribution import InceptionFeatures, PatchFID
@@ -203,16 +203,6 @@ def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
             f"{reference.shape[1]}x{reference.shape[0]}"
         )
     return reference, reconstruction
-
-
-def shape_batches(shapes: Sequence[tuple[int, ...]], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of at most ``batch_size`` images of one shape, in first-seen order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, shape in enumerate(shapes):
-        groups.setdefault(shape, []).append(index)
-    for indices in groups.values():
-        for start in range(0, len(indices), batch_size):
-            yield indices[start : start + batch_size]
 
 
 def _to_batch(images: Sequence[np.ndarray], device: torch.device) -> Tensor:

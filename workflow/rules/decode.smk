@@ -1,6 +1,5 @@
 # Bitstreams and reconstructions: each dataset is encoded once per quality; every decoder point
 # reads the same bits. JPEG is the classical baseline that always runs.
-from bench.points import parse_point
 
 
 rule encode:
@@ -37,11 +36,6 @@ rule decode_msh:
         "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
 
 
-def sampler_args(wildcards):
-    """The decode flags of a diffusion point id (parsed, never sliced)."""
-    return " ".join(parse_point(wildcards.diffusion_point).decode_flags())
-
-
 rule decode_diffusion:
     """Decode the same bitstreams with the diffusion decoder at one sampler point."""
     input:
@@ -56,7 +50,6 @@ rule decode_diffusion:
     benchmark:
         "benchmarks/decode/{dataset}/q{quality}/{diffusion_point}.tsv"
     params:
-        sampler=sampler_args,
         batch=config["sampling"]["batch_size"],
         clip="--clip" if config["sampling"]["clip_denoised"] else "--no-clip",
         compile="--compile" if config["sampling"]["compile"] else "--no-compile",
@@ -64,7 +57,7 @@ rule decode_diffusion:
         gpu=1,
     shell:
         "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
-        "--decoder-checkpoint {input.decoder} {params.sampler} {params.clip} {params.compile} --batch-size {params.batch} "
+        "--decoder-checkpoint {input.decoder} --point {wildcards.diffusion_point} {params.clip} {params.compile} --batch-size {params.batch} "
         "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
 
 

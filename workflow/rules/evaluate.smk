@@ -2,6 +2,7 @@
 import json
 
 from bench.baselines.byo import entry_labels
+from bench.points import parse_point
 
 
 def point_folder(dataset, group, point):
