@@ -1,5 +1,5 @@
 # Bring-your-own codecs (config key baselines.byo): each entry's folder of foreign reconstructions is
-# checked against the evaluation images here, then measured in place by the metrics rule as the point
+# checked against the evaluation images here, then measured in place by the metrics_byo rule as the point
 # byo-NAME of group "byo" (evaluate.smk), like every other point.
 
 
