@@ -49,9 +49,15 @@ def evaluated_points(dataset):
     return pairs
 
 
+def metrics_table(dataset, group, point, kind=""):
+    """A point's metrics table: kind "" the per-image one, "_summary" the summary (a pattern when
+    ``dataset`` is "{dataset}")."""
+    return f"work/{dataset}/metrics/{group}/{point}{kind}.csv"
+
+
 def metrics_tables(dataset, kind):
-    """Every point's metrics table of a dataset: kind "" the per-image ones, "_summary" the summaries."""
-    return [f"work/{dataset}/metrics/{g}/{p}{kind}.csv" for g, p in evaluated_points(dataset)]
+    """Every point's metrics table of a dataset (see metrics_table)."""
+    return [metrics_table(dataset, g, p, kind) for g, p in evaluated_points(dataset)]
 
 
 def metrics_inputs(dataset, points):
@@ -69,7 +75,7 @@ def metrics_points(dataset, points):
     entries = []
     for g, p in (gp.split("/") for gp in points):
         labels = {key: str(value) for key, value in codec_labels(dataset, g, p).items()}
-        tables = {"out": f"work/{dataset}/metrics/{g}/{p}.csv", "summary": f"work/{dataset}/metrics/{g}/{p}_summary.csv"}
+        tables = {"out": metrics_table(dataset, g, p), "summary": metrics_table(dataset, g, p, "_summary")}
         entries.append({"reconstructions": point_folder(dataset, g, p), **rate_of(dataset, g, p), **tables,
                         "labels": labels})
     return json.dumps(entries)
@@ -77,9 +83,10 @@ def metrics_points(dataset, points):
 
 def metrics_outputs(points):
     """A metrics job's per-image and summary tables (patterns keeping the {dataset} wildcard)."""
+    pairs = [gp.split("/") for gp in points]
     return {
-        "per_image": expand("work/{{dataset}}/metrics/{gp}.csv", gp=points),
-        "summaries": expand("work/{{dataset}}/metrics/{gp}_summary.csv", gp=points),
+        "per_image": [metrics_table("{dataset}", g, p) for g, p in pairs],
+        "summaries": [metrics_table("{dataset}", g, p, "_summary") for g, p in pairs],
     }
 
 
@@ -137,8 +144,8 @@ rule metrics_byo:
         reconstructions=lambda wc: point_folder(wc.dataset, "byo", wc.byo_point),
         rate="work/{dataset}/byo/bpp/{byo_point}.csv",
     output:
-        per_image="work/{dataset}/metrics/byo/{byo_point}.csv",
-        summary="work/{dataset}/metrics/byo/{byo_point}_summary.csv",
+        per_image=metrics_table("{dataset}", "byo", "{byo_point}"),
+        summary=metrics_table("{dataset}", "byo", "{byo_point}", "_summary"),
     threads: TORCH_THREADS
     log:
         "logs/metrics/{dataset}/byo/{byo_point}.log",
