@@ -94,6 +94,28 @@ def test_perceptual_distance_is_zero_for_identical_images(metric: type, backbone
     assert torch.all(light > 1e-4) and torch.all(heavy > light)
 
 
+@pytest.mark.parametrize("budget", [None, 0])
+def test_dists_reuses_the_reference_features_and_gives_the_fresh_values(
+    budget: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = _images((2, 3, 64, 80), seed=0)
+    reconstructions = [_add_noise(reference, sigma, seed=1) for sigma in (8.0, 30.0, 60.0)]
+    fresh = [DISTS(_random_backbone("vgg16"), seed=0)(reference, r) for r in reconstructions]
+    network = DISTS(_random_backbone("vgg16"), seed=0)
+    if budget is not None:
+        network.net.reference_budget_bytes = budget
+    calls = []
+    upstream = type(network.net).__mro__[1].forward_once
+    monkeypatch.setattr(type(network.net).__mro__[1], "forward_once", lambda self, x: calls.append(x) or upstream(self, x))
+    reused = [network(reference, r) for r in reconstructions]
+    for got, want in zip(reused, fresh, strict=True):
+        assert torch.equal(got, want)
+    # VGG16 runs on the reference once when its features fit the budget, on every call otherwise.
+    assert len(calls) == (4 if budget is None else 6)
+    other = _images((2, 3, 64, 80), seed=9)
+    assert not torch.equal(network(other, reconstructions[0]), reused[0])
+
+
 def test_random_init_is_seeded() -> None:
     first, second, other = (LPIPS(_random_backbone("alexnet"), seed=s) for s in (5, 5, 6))
     x, y = _images((1, 3, 64, 64), seed=0), _images((1, 3, 64, 64), seed=1)
