@@ -77,6 +77,14 @@ TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
 # on the x86 CPU model, so the golden table holds on any machine (see bench/schema.yaml).
 NUMERICS_ARG = "--portable-numerics" if config["portable_numerics"] else ""
 
+
+
+def msh_priority(wildcards):
+    """1 for an MSH quality a decoder trains on, else 0: the decoder's training is the run's longest
+    chain, so its codec trains first and the other qualities train beside the decoder."""
+    return 1 if int(wildcards.quality) in DECODER_QUALITIES else 0
+
+
 MSH_SOURCE = "--pretrained" if config["msh"]["source"] == "zoo" else None
 
 

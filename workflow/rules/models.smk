@@ -10,6 +10,7 @@ if config["msh"]["source"] == "train":
         output:
             f"{config['msh']['checkpoint_dir']}/q{{quality}}.pt",
         threads: TORCH_THREADS
+        priority: msh_priority
         log:
             "logs/train_msh/q{quality}.log",
         benchmark:
@@ -46,6 +47,7 @@ rule train_decoder:
     output:
         f"{config['decoder']['checkpoint_dir']}/q{{quality}}.pt",
     threads: TORCH_THREADS
+    priority: 1
     log:
         "logs/train_decoder/q{quality}.log",
     benchmark:
