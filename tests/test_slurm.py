@@ -88,11 +88,17 @@ def dry_run_resources(output: str) -> dict[str, dict[str, str]]:
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
                     reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
 def test_profiles_ask_for_gpus_only_for_gpu_rules(tmp_path: Path) -> None:
-    plain = snakemake(tmp_path, "-n", "--workflow-profile", "none")
+    plain = snakemake(tmp_path, "-n", "--workflow-profile", "none", "--config", "device=cuda")
     assert plain.result.returncode == 0, plain.output[-3000:]
     declared = dry_run_resources(plain.output)
     gpu_rules = {rule for rule, res in declared.items() if res.get("gpu") == "1"}
-    assert gpu_rules, "no rule declares gpu=1"
+    assert gpu_rules >= {"train_msh", "train_decoder", "decode_diffusion"}, declared
+
+    # On the CPU no job holds the `gpu` resource, so profiles/default's gpu=1 does not make the
+    # training and decoding jobs wait for each other on a many-core machine.
+    cpu = snakemake(tmp_path, "-n", "--config", "device=cpu")
+    assert cpu.result.returncode == 0, cpu.output[-3000:]
+    assert all(res.get("gpu", "0") == "0" for res in dry_run_resources(cpu.output).values())
 
     cluster = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", "none")
     assert cluster.result.returncode == 0, cluster.output[-3000:]

@@ -72,6 +72,21 @@ def local_cores():
 
 
 LOCAL_CORES = local_cores()
+
+
+def gpu_per_job():
+    """The `gpu` resource of a training or diffusion-decoding job on this machine: 1 when it will run
+    on a GPU, so that `profiles/default`'s `gpu=1` runs one at a time on a one-GPU workstation; 0 when
+    it will run on the CPU (`device: cpu`, or `auto` on a machine with no GPU device file), so that
+    those jobs run side by side on the cores instead of one after another. Checked from device files,
+    not torch, so that parsing the workflow stays fast. `profiles/slurm` sets gpu=1 for these rules
+    itself: the main process of a cluster run has no say on the compute nodes' devices."""
+    if config["device"] != "auto":
+        return int(config["device"] == "cuda")
+    return int(any(os.path.exists(path) for path in ("/dev/nvidiactl", "/dev/kfd")))
+
+
+GPU_PER_JOB = gpu_per_job()
 TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
 # `portable_numerics` (the CI config): every torch step runs CPU kernels whose results do not depend
 # on the x86 CPU model, so the golden table holds on any machine (see bench/schema.yaml).

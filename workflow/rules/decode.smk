@@ -54,7 +54,7 @@ rule decode_diffusion:
         clip="--clip" if config["sampling"]["clip_denoised"] else "--no-clip",
         compile="--compile" if config["sampling"]["compile"] else "--no-compile",
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
         "--decoder-checkpoint {input.decoder} --point {wildcards.diffusion_point} {params.clip} {params.compile} --batch-size {params.batch} "

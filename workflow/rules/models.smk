@@ -18,7 +18,7 @@ if config["msh"]["source"] == "train":
         params:
             settings=MSH_SETTINGS,
         resources:
-            gpu=1,
+            gpu=GPU_PER_JOB,
         shell:
             "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-msh --config {CONFIG_FILE} --quality {wildcards.quality} --data {input.data} "
             "--out {output} > {log} 2>&1"
@@ -55,7 +55,7 @@ rule train_decoder:
     params:
         settings=DECODER_SETTINGS,
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-decoder --config {CONFIG_FILE} --quality {wildcards.quality} "
         "--msh-checkpoint {input.msh} --data {input.data} --out {output} > {log} 2>&1"

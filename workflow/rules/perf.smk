@@ -18,7 +18,7 @@ if PERF_QUALITY is not None:
             "benchmarks/perf.tsv"
         threads: LOCAL_CORES
         resources:
-            gpu=1,
+            gpu=GPU_PER_JOB,
         shell:
             "{PY} -m bench {NUMERICS_ARG} --threads {threads} perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
             "--decoder-checkpoint {input.decoder} --device {config[device]} {MIRROR_ARG} --out {output} > {log} 2>&1"
