@@ -2,6 +2,7 @@
 # -> tables -> figures. Every rule runs one `python -m bench ...` command; the config is validated
 # against bench/schema.yaml (defaults filled) before any rule is built.
 import os
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -18,6 +19,7 @@ if not workflow.overwrite_configfiles:
 
     configfile: os.path.join(workflow.basedir, "configs", "default.yaml")
 
+
 # --config values nested as YAML arrive with every scalar a string (Snakemake's BaseLoader): type them.
 update_config(config, typed_config_overrides(workflow.config_settings.overwrite_config or {}))
 try:  # the CLI's check: same schema, same one-line message, defaults filled
@@ -25,7 +27,15 @@ try:  # the CLI's check: same schema, same one-line message, defaults filled
 except BenchError as err:
     raise WorkflowError(str(err)) from None
 
-PY = sys.executable  # the interpreter running Snakemake also runs every step
+# Every rule runs `python -m bench ...`: the interpreter running Snakemake (its folder leads PATH in
+# every job), so a job never picks another Python from the user's PATH.
+PYTHON_BIN = os.path.dirname(sys.executable)
+if not os.path.isfile(os.path.join(PYTHON_BIN, "python")):
+    raise WorkflowError(
+        f"the rules run `python -m bench`, but {PYTHON_BIN} (Snakemake runs under {sys.executable}) has no "
+        "`python`: run Snakemake from the virtual environment or conda environment of the README's setup"
+    )
+shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(PYTHON_BIN)}:"$PATH"; ')
 
 
 include: "workflow/rules/common.smk"

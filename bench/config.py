@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from bench.utils import BenchError
+from bench.utils import BenchError, atomic_path
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 _LONG_VALUE = 80  # characters of a value's repr beyond which a message says "the value" instead
@@ -129,8 +129,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else type(raw).__name__
-        raise BenchError(f"config file {path} must hold a mapping of config keys at the top level, got {got} "
-                         "(see configs/ for examples)")
+        raise BenchError(
+            f"config file {path} must hold a mapping of config keys at the top level, got {got} "
+            "(see configs/ for examples)"
+        )
     return validate_config(raw)
 
 
@@ -138,3 +140,11 @@ def config_hash(config: dict[str, Any]) -> str:
     """Short hash of a validated config (canonical JSON), recorded in every table as provenance."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def write_config(config: dict[str, Any], *paths: str | Path) -> None:
+    """Write ``config`` as sorted YAML to each of ``paths``, atomically (the workflow's config snapshot)."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    for path in paths:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)

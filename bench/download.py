@@ -1,4 +1,5 @@
-"""The one download helper of the suite: datasets, their archives and compressai's zoo weights.
+"""The one download helper of the suite: datasets, their archives, compressai's zoo weights and the
+metrics' backbone weights.
 
 :func:`download` streams ``URL`` into ``DEST.part``, resumes a cut transfer with an HTTP Range
 request (again within the call, up to :data:`ATTEMPTS` times, and on a later run from the
@@ -35,6 +36,11 @@ Check = Callable[[Path], str | None]
 
 class NotFound(BenchError):
     """The server answered 404: it does not have the file (a mirror then falls back to upstream)."""
+
+
+class ChecksumMismatch(BenchError):
+    """The file came in full but failed its check (it was deleted): unlike an unreachable server, retrying
+    the same source will not help, so callers that fall back on a failed download stop on this one."""
 
 
 class _Cut(Exception):
@@ -92,7 +98,7 @@ def download(url: str, dest: Path, *, fix: str, check: Check | None = None, time
     problem = check(part) if check is not None else None
     if problem is not None:
         part.unlink()
-        raise BenchError(f"checksum mismatch for {url} (the download was deleted): {problem}")
+        raise ChecksumMismatch(f"checksum mismatch for {url} (the download was deleted): {problem}")
     os.replace(part, dest)
 
 
@@ -127,10 +133,16 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
 def _stream(response: http.client.HTTPResponse, part: Path, start: int, length: int | None, timeout: float) -> None:
     """Write the body to ``part`` (appending after ``start`` bytes); a short or stalled body is a _Cut."""
     got = 0
-    with open(part, "ab" if start else "wb") as out, tqdm(
-        total=start + length if length is not None else None, initial=start, unit="B", unit_scale=True,
-        desc=part.name[: -len(".part")],
-    ) as bar:  # fmt: skip
+    with (
+        open(part, "ab" if start else "wb") as out,
+        tqdm(
+            total=start + length if length is not None else None,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            desc=part.name[: -len(".part")],
+        ) as bar,
+    ):
         try:
             while block := response.read1(CHUNK):  # what has arrived, so a stall keeps it in the .part
                 out.write(block)

@@ -51,10 +51,20 @@ _REFUSED = {
     "F": "a 32-bit float image, whose value range is unknown; save it as 8- or 16-bit",
 }
 _16BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N")
-_KINDS = {"RGB": "RGB", "RGBA": "RGBA", "L": "8-bit grayscale", "LA": "grayscale+alpha", "1": "1-bit black/white",
-          "P": "palette", "PA": "palette+alpha"}  # the 8-bit modes load_rgb converts
-_CONVERSIONS = {"L": "8-bit grayscale: gray replicated", "1": "1-bit black/white: 0/255 replicated",
-                "P": "palette: its colours looked up"}
+_KINDS = {
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+    "L": "8-bit grayscale",
+    "LA": "grayscale+alpha",
+    "1": "1-bit black/white",
+    "P": "palette",
+    "PA": "palette+alpha",
+}  # the 8-bit modes load_rgb converts
+_CONVERSIONS = {
+    "L": "8-bit grayscale: gray replicated",
+    "1": "1-bit black/white: 0/255 replicated",
+    "P": "palette: its colours looked up",
+}
 _noted: set[str] = set()  # files whose conversion was logged already (once per file and process)
 
 
@@ -150,7 +160,9 @@ def _decode(path: str | os.PathLike, image: Image.Image) -> tuple[np.ndarray, st
         if "transparency" in image.info:
             raise BenchError(f"{path} is a 16-bit image with a transparent colour; save it without transparency")
         if mode in _16BIT_GRAY or mode == "I":  # Pillow < 11 opens 16-bit gray PNGs as I
-            return _rgb(to_8bit(np.asarray(image))), "16-bit grayscale: scaled to 8 bits (round(v/257)), gray replicated"
+            return _rgb(
+                to_8bit(np.asarray(image))
+            ), "16-bit grayscale: scaled to 8 bits (round(v/257)), gray replicated"
         samples = _png16(path)  # Pillow keeps only the high byte of 16-bit colour PNGs
         kind = {1: "grayscale", 2: "grayscale+alpha", 3: "RGB", 4: "RGBA"}[samples.shape[2]]
         note = f"16-bit {kind}: scaled to 8 bits (round(v/257))"

@@ -68,8 +68,17 @@ class Point:
 
     def columns(self) -> dict[str, Any]:
         """The table columns this point contributes (decoder, sampler, steps, eta, knobs, seed)."""
-        return {"point": self.id, "decoder": self.decoder, "sampler": self.sampler, "steps": self.steps,
-                "eta": self.eta, "t0": self.t0, "guidance": self.guidance, "n_avg": self.n_avg, "seed": self.seed}
+        return {
+            "point": self.id,
+            "decoder": self.decoder,
+            "sampler": self.sampler,
+            "steps": self.steps,
+            "eta": self.eta,
+            "t0": self.t0,
+            "guidance": self.guidance,
+            "n_avg": self.n_avg,
+            "seed": self.seed,
+        }
 
 
 def _format_number(value: float) -> str:
@@ -113,8 +122,14 @@ KNOB_DEFAULTS: dict[str, float | int] = asdict(Knobs())
 
 
 def diffusion_point(
-    sampler: str, steps: int, seed: int, eta: float | None = None, *, t0: float = Knobs.t0,
-    guidance: float = Knobs.guidance, n_avg: int = Knobs.n_avg,
+    sampler: str,
+    steps: int,
+    seed: int,
+    eta: float | None = None,
+    *,
+    t0: float = Knobs.t0,
+    guidance: float = Knobs.guidance,
+    n_avg: int = Knobs.n_avg,
 ) -> Point:
     """A validated diffusion point; eta is kept only for samplers that have one (default 0)."""
     if sampler not in SAMPLER_NAMES:
@@ -132,8 +147,9 @@ def diffusion_point(
     else:
         eta = None
     t0, guidance, n_avg = check_knobs(t0, guidance, n_avg)
-    return Point("diffusion", sampler=sampler, steps=int(steps), eta=eta, seed=int(seed), t0=t0, guidance=guidance,
-                 n_avg=n_avg)  # fmt: skip
+    return Point(
+        "diffusion", sampler=sampler, steps=int(steps), eta=eta, seed=int(seed), t0=t0, guidance=guidance, n_avg=n_avg
+    )
 
 
 def format_point(point: Point) -> str:
@@ -162,7 +178,9 @@ def parse_point(text: str) -> Point:
     if match := _DIFFUSION.match(text):
         eta = float(match["eta"]) if match["eta"] is not None else None
         if (match["sampler"] in SAMPLERS_WITH_ETA) != (eta is not None):
-            raise BenchError(f"malformed point id {text!r}: eta is required for, and only for, {sorted(SAMPLERS_WITH_ETA)}")
+            raise BenchError(
+                f"malformed point id {text!r}: eta is required for, and only for, {sorted(SAMPLERS_WITH_ETA)}"
+            )
         knobs = {
             key: type(default)(match[key]) if match[key] is not None else default
             for key, default in KNOB_DEFAULTS.items()

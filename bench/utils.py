@@ -11,13 +11,13 @@ import errno
 import fcntl
 import functools
 import hashlib
+import io
 import logging
 import os
-import io
 import random
 import resource
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -344,6 +344,15 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+# The device files a GPU driver creates (NVIDIA's control device, AMD ROCm's kernel fusion driver).
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
+
+
+def gpu_device_present() -> bool:
+    """Whether this machine has a GPU device file: what the workflow asks about, without importing torch."""
+    return any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a silent CPU run."""
     import torch
@@ -515,11 +524,17 @@ class _LogLines(io.TextIOBase):
         sys.stderr.flush()
 
 
-def progress_options() -> dict[str, Any]:
+def progress_options(nested: bool = False) -> dict[str, Any]:
     """tqdm keyword arguments for a long step's bar: the usual bar on a terminal; in a log file one
     line (count, rate, elapsed and ETA, postfix) every :data:`LOG_PROGRESS_INTERVAL_S` seconds, or
-    every ``$BENCH_PROGRESS_INTERVAL_S`` seconds when that is set (0: every update)."""
+    every ``$BENCH_PROGRESS_INTERVAL_S`` seconds when that is set (0: every update).
+
+    A ``nested`` bar (one inside another bar's step, e.g. a sampler's steps inside a decode's
+    images) shows on a terminal only: in a log file the outer bar's lines say enough, and the cursor
+    moves tqdm writes for a nested bar are control characters there."""
     if sys.stderr.isatty():
         return {"file": sys.stderr}
+    if nested:
+        return {"disable": True}
     interval = float(os.environ.get(PROGRESS_INTERVAL_ENV) or LOG_PROGRESS_INTERVAL_S)
     return {"file": _LogLines(), "mininterval": interval, "ascii": True, "ncols": 100}

@@ -82,7 +82,8 @@ def registered_hashes() -> dict[str, frozenset[str]]:
         name = Path(name.strip().lstrip("*")).name  # sha256sum writes " *name" in binary mode, maybe a path
         if not _SHA256.fullmatch(digest.lower()) or not name:
             raise BenchError(
-                f"{HASHES_ENV} file {listing} line {number} is not '<sha256>  <file name>' (write it with `sha256sum FILE`)"
+                f"{HASHES_ENV} file {listing} line {number} is not '<sha256>  <file name>' "
+                "(write it with `sha256sum FILE`)"
             )
         hashes.setdefault(name, set()).add(digest.lower())
     return {name: frozenset(digests) for name, digests in hashes.items()}

@@ -58,17 +58,25 @@ class WorkflowRun:
         return self.workdir / "results" / "kodak" / "summary.csv"
 
 
-def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
-              timeout: float = 3600, configfile: Path = CI_CONFIG) -> WorkflowRun:
+def snakemake(
+    workdir: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 3600, configfile: Path = CI_CONFIG
+) -> WorkflowRun:
     """Run the repository's Snakefile with ``configfile`` (the CI config) in ``workdir``; ``env``
     replaces os.environ.
 
     Jobs run with one thread each (two jobs in parallel on two cores).
     """
     exe = Path(sys.executable).with_name("snakemake")
-    cmd = [str(exe) if exe.exists() else shutil.which("snakemake") or "snakemake",
-           "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), *args]
+    cmd = [
+        str(exe) if exe.exists() else shutil.which("snakemake") or "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     run_env = dict(env if env is not None else os.environ) | {"OMP_NUM_THREADS": "1"}
     start = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env, check=False)
@@ -109,13 +117,17 @@ def compare(actual: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
     for key in sorted(set(a.index) & set(e.index), key=str):
         for column in PROVENANCE:
             if column in e.columns and column in a.columns and not _same(a.loc[key, column], e.loc[key, column]):
-                problems.append(f"{'/'.join(map(str, key))} {column}: run under {a.loc[key, column]}, "
-                                f"reference under {e.loc[key, column]} (the numbers depend on it)")
+                problems.append(
+                    f"{'/'.join(map(str, key))} {column}: run under {a.loc[key, column]}, "
+                    f"reference under {e.loc[key, column]} (the numbers depend on it)"
+                )
         for column, (atol, rtol) in TOLERANCES.items():
             if column not in e.columns:
                 continue
             got, want = float(a.loc[key, column]), float(e.loc[key, column])
             if not _close(got, want, atol, rtol):
-                problems.append(f"{'/'.join(map(str, key))} {column}: got {got:.6g}, reference {want:.6g} "
-                                f"(tolerance abs {atol}, rel {rtol})")
+                problems.append(
+                    f"{'/'.join(map(str, key))} {column}: got {got:.6g}, reference {want:.6g} "
+                    f"(tolerance abs {atol}, rel {rtol})"
+                )
     return problems

@@ -60,7 +60,7 @@ def conf_owner(path: Path) -> int | None:
     first = path.read_text(errors="replace").split("\n", 1)[0]
     if not first.startswith(OWNER_MARK):
         return None
-    pid = first[len(OWNER_MARK):].strip()
+    pid = first[len(OWNER_MARK) :].strip()
     return int(pid) if pid.isdigit() else None
 
 
@@ -70,8 +70,10 @@ def claim_system_conf() -> None:
         return
     owner = conf_owner(SYSTEM_CONF)
     if owner is None:
-        raise SlurmUnavailable(f"{SYSTEM_CONF} belongs to a Slurm set up on this machine; the test cluster "
-                               "will not overwrite it (run the test where Slurm is not configured)")
+        raise SlurmUnavailable(
+            f"{SYSTEM_CONF} belongs to a Slurm set up on this machine; the test cluster "
+            "will not overwrite it (run the test where Slurm is not configured)"
+        )
     if owner != os.getpid() and pid_alive(owner):
         raise SlurmUnavailable(f"another test cluster (pid {owner}) is using {SYSTEM_CONF}; wait for it to end")
 
@@ -96,43 +98,45 @@ def slurm_conf(root: Path, node: str, cpus: int, memory_mb: int, ports: tuple[in
     CPUs and memory are consumable (cons_tres), so jobs share the node as the local executor's
     ``--cores`` would; no cgroups (containers lack them), no accounting storage.
     """
-    return "\n".join([
-        f"{OWNER_MARK}{os.getpid()}",
-        "ClusterName=rdpbench",
-        f"SlurmctldHost={node}(127.0.0.1)",
-        f"SlurmctldPort={ports[0]}",
-        f"SlurmdPort={ports[1]}",
-        "AuthType=auth/munge",
-        "CredType=cred/munge",
-        f"AuthInfo=socket={munge_socket}",
-        "SlurmUser=root",
-        "SlurmdUser=root",
-        f"StateSaveLocation={root / 'state'}",
-        f"SlurmdSpoolDir={root / 'spool'}",
-        f"SlurmctldPidFile={root / 'slurmctld.pid'}",
-        f"SlurmdPidFile={root / 'slurmd.pid'}",
-        f"SlurmctldLogFile={root / 'slurmctld.log'}",
-        f"SlurmdLogFile={root / 'slurmd.log'}",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "MpiDefault=none",
-        "SchedulerType=sched/backfill",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_CPU_Memory",
-        "ReturnToService=2",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "JobCompType=jobcomp/filetxt",
-        f"JobCompLoc={root / 'jobcomp.log'}",
-        # squeue is the executor's only source of job states: keep finished jobs listed (with
-        # their comment, which names the rule) for an hour.
-        "MinJobAge=3600",
-        # A job that names no memory gets 1 GB per CPU, not the whole node.
-        "DefMemPerCPU=1000",
-        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
-        f"PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"{OWNER_MARK}{os.getpid()}",
+            "ClusterName=rdpbench",
+            f"SlurmctldHost={node}(127.0.0.1)",
+            f"SlurmctldPort={ports[0]}",
+            f"SlurmdPort={ports[1]}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={munge_socket}",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={root / 'state'}",
+            f"SlurmdSpoolDir={root / 'spool'}",
+            f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+            f"SlurmdPidFile={root / 'slurmd.pid'}",
+            f"SlurmctldLogFile={root / 'slurmctld.log'}",
+            f"SlurmdLogFile={root / 'slurmd.log'}",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "MpiDefault=none",
+            "SchedulerType=sched/backfill",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_CPU_Memory",
+            "ReturnToService=2",
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/filetxt",
+            f"JobCompLoc={root / 'jobcomp.log'}",
+            # squeue is the executor's only source of job states: keep finished jobs listed (with
+            # their comment, which names the rule) for an hour.
+            "MinJobAge=3600",
+            # A job that names no memory gets 1 GB per CPU, not the whole node.
+            "DefMemPerCPU=1000",
+            f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
+            f"PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+    )
 
 
 @dataclass
@@ -167,8 +171,9 @@ class LocalSlurm:
 
     def _spawn(self, name: str, *cmd: str) -> None:
         with open(self.root / f"{name}.out", "wb") as out:
-            self.processes[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                                    start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         """Poll ``ready()`` until true; raise SlurmUnavailable when a daemon died or time ran out."""
@@ -176,12 +181,16 @@ class LocalSlurm:
         while not ready():
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise SlurmUnavailable(f"{name} exited with status {process.returncode} while waiting for "
-                                           f"{what}:\n{self.log_tail(name)}\n"
-                                           f"{(self.root / f'{name}.out').read_text(errors='replace')[-2000:]}")
+                    raise SlurmUnavailable(
+                        f"{name} exited with status {process.returncode} while waiting for "
+                        f"{what}:\n{self.log_tail(name)}\n"
+                        f"{(self.root / f'{name}.out').read_text(errors='replace')[-2000:]}"
+                    )
             if time.monotonic() > deadline:
-                raise SlurmUnavailable(f"timed out after {timeout:.0f} s waiting for {what}; slurmctld log:\n"
-                                       f"{self.log_tail('slurmctld')}\nslurmd log:\n{self.log_tail('slurmd')}")
+                raise SlurmUnavailable(
+                    f"timed out after {timeout:.0f} s waiting for {what}; slurmctld log:\n"
+                    f"{self.log_tail('slurmctld')}\nslurmd log:\n{self.log_tail('slurmd')}"
+                )
             time.sleep(0.2)
 
     def start(self, timeout: float = 60) -> None:
@@ -200,12 +209,21 @@ class LocalSlurm:
         node = socket.gethostname().split(".")[0]
         cpus = len(os.sched_getaffinity(0))
         self.conf.parent.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(slurm_conf(self.root, node, cpus, node_memory_mb(), (free_port(), free_port()),
-                                        munge_socket))
+        self.conf.write_text(
+            slurm_conf(self.root, node, cpus, node_memory_mb(), (free_port(), free_port()), munge_socket)
+        )
         # --force: munged refuses a socket under a private (0700) folder such as pytest's tmp_path.
-        self._spawn("munged", "munged", "--foreground", "--force", f"--key-file={key}", f"--socket={munge_socket}",
-                    f"--pid-file={self.root / 'munge' / 'munged.pid'}", f"--log-file={self.root / 'munged.log'}",
-                    f"--seed-file={self.root / 'munge' / 'munged.seed'}")
+        self._spawn(
+            "munged",
+            "munged",
+            "--foreground",
+            "--force",
+            f"--key-file={key}",
+            f"--socket={munge_socket}",
+            f"--pid-file={self.root / 'munge' / 'munged.pid'}",
+            f"--log-file={self.root / 'munged.log'}",
+            f"--seed-file={self.root / 'munge' / 'munged.seed'}",
+        )
         self._wait("munged's socket", munge_socket.exists, timeout)
         self._spawn("slurmctld", "slurmctld", "-D", "-f", str(self.conf))
         self._spawn("slurmd", "slurmd", "-D", "-f", str(self.conf), "-N", node)

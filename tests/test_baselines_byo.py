@@ -142,8 +142,9 @@ def test_names_are_unique_per_dataset_not_across_datasets() -> None:
     entries = [_entry(), _entry(dataset="div2k-valid"), _entry(name="hific_local", bitstreams="bits")]
     points = byo_points(validate_config({"baselines": {"byo": entries}}))
     assert {dataset: list(by_point) for dataset, by_point in points.items()} == {
-        "kodak": ["byo-cdc", "byo-hific_local"], "div2k-valid": ["byo-cdc"],
-    }  # fmt: skip
+        "kodak": ["byo-cdc", "byo-hific_local"],
+        "div2k-valid": ["byo-cdc"],
+    }
     twice = validate_config({"baselines": {"byo": [*entries, _entry(bitstreams="other")]}})
     with pytest.raises(BenchError, match=r"'baselines.byo' names 'cdc' twice for dataset 'kodak' \(entries 0 and 3\)"):
         byo_points(twice)
@@ -165,13 +166,25 @@ def _measure(reference: Path, recon: Path, bpp_table: Path, out: Path, *labels: 
     return main(["metrics", *map(str, args), *NO_NETWORKS, *(f"--label={label}" for label in labels)])
 
 
-def test_metrics_take_each_images_bpp_from_the_checked_table(
-    folders: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
+def test_metrics_take_each_images_bpp_from_the_checked_table(folders: tuple[Path, Path, Path], tmp_path: Path) -> None:
     reference, recon, bits = folders
     checked = tmp_path / "checked.csv"
-    assert main(["byo-check", "--reference", str(reference), "--reconstructions", str(recon), "--bitstreams",
-                 str(bits), "--out", str(checked)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "byo-check",
+                "--reference",
+                str(reference),
+                "--reconstructions",
+                str(recon),
+                "--bitstreams",
+                str(bits),
+                "--out",
+                str(checked),
+            ]
+        )
+        == 0
+    )
     assert _measure(reference, recon, checked, tmp_path / "m.csv") == 0
     measured = pd.read_csv(tmp_path / "m.csv").set_index("image")["bpp"].to_dict()
     sizes = {name: (bits / file).stat().st_size for name, file in (("a", "a.bin"), ("b", "b.tfci"))}
@@ -186,8 +199,21 @@ def test_metrics_reject_a_bad_table_or_two_rate_sources(folders: tuple[Path, Pat
     assert _measure(reference, recon, tmp_path / "short.csv", tmp_path / "m.csv") == 2
     assert not (tmp_path / "m.csv").exists()
     with pytest.raises(SystemExit):  # argparse: --bitstreams and --bpp-table are mutually exclusive
-        main(["metrics", "--reference", str(reference), "--reconstructions", str(recon), "--bitstreams", str(bits),
-              "--bpp-table", str(tmp_path / "short.csv"), "--out", str(tmp_path / "m.csv")])  # fmt: skip
+        main(
+            [
+                "metrics",
+                "--reference",
+                str(reference),
+                "--reconstructions",
+                str(recon),
+                "--bitstreams",
+                str(bits),
+                "--bpp-table",
+                str(tmp_path / "short.csv"),
+                "--out",
+                str(tmp_path / "m.csv"),
+            ]
+        )
 
 
 def test_entries_sharing_a_label_are_one_curve_in_the_tables_and_the_rdp_figure(
@@ -201,10 +227,20 @@ def test_entries_sharing_a_label_are_one_curve_in_the_tables_and_the_rdp_figure(
     for point, (codec, bpp) in points.items():
         (tmp_path / f"{point}.bpp.csv").write_text(f"image,bpp\na,{bpp}\nb,{bpp}\n")
         out = tmp_path / f"{point}.csv"
-        assert _measure(reference, recon, tmp_path / f"{point}.bpp.csv", out,
-                        "dataset=kodak", f"codec={codec}", f"point={point}") == 0  # fmt: skip
+        assert (
+            _measure(
+                reference,
+                recon,
+                tmp_path / f"{point}.bpp.csv",
+                out,
+                "dataset=kodak",
+                f"codec={codec}",
+                f"point={point}",
+            )
+            == 0
+        )
         paths.append((tmp_path / f"{point}_summary.csv", out, recon))
-    per_image, summary = collect(*zip(*paths))
+    per_image, summary = collect(*zip(*paths, strict=True))
     assert len(per_image) == 6 and set(summary["decoder"]) == {"byo"}
     assert summary["nfe"].isna().all() and summary["decode_s_per_image"].isna().all()  # unknown, not zero
     assert summary.set_index("point")["bpp"].to_dict() == pytest.approx({p: bpp for p, (_, bpp) in points.items()})

@@ -70,9 +70,10 @@ def test_matched_quality_is_within_one_step_of_the_target(fraction: float, seed:
     quality, data = jpeg.match_quality(image, target)
     assert len(data) == size[quality]
     brackets = [
-        q for q in (quality - 1, quality + 1)
+        q
+        for q in (quality - 1, quality + 1)
         if q in size and min(size[q], size[quality]) <= target <= max(size[q], size[quality])
-    ]  # fmt: skip
+    ]
     assert brackets, f"target {target} not next to quality {quality} ({size[quality]} bytes)"
     assert any(abs(size[quality] - target) <= abs(size[q] - target) for q in brackets)
 
@@ -122,8 +123,19 @@ def test_bad_inputs_are_clear_errors(reference: Path, tmp_path: Path) -> None:
 
 
 def test_cli_writes_bitstreams_pngs_and_table(reference: Path, tmp_path: Path) -> None:
-    args = ["jpeg", "--reference", str(reference), "--quality", "20", "--bitstreams", str(tmp_path / "b"),
-            "--out", str(tmp_path / "o"), "--table", str(tmp_path / "t.csv")]  # fmt: skip
+    args = [
+        "jpeg",
+        "--reference",
+        str(reference),
+        "--quality",
+        "20",
+        "--bitstreams",
+        str(tmp_path / "b"),
+        "--out",
+        str(tmp_path / "o"),
+        "--table",
+        str(tmp_path / "t.csv"),
+    ]
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == list(jpeg.TABLE_COLUMNS)

@@ -1,4 +1,4 @@
-"""The CLI boundary (issue 21): bad flag values get the schema's one line, environment errors
+"""The CLI boundary: bad flag values get the schema's one line, environment errors
 (read-only or full disk, a folder where a file goes) one line naming the path and the fix, and
 SIGTERM of a training saves its state, says the step and exits 143; the rerun resumes."""
 
@@ -46,8 +46,19 @@ def msh_checkpoint(tmp_path: Path) -> Path:
 
 
 def train_args(data: Path, out: Path, **flags: str) -> list[str]:
-    args = {"--quality": "1", "--data": str(data), "--out": str(out), "--steps": "3", "--N": "8", "--M": "8",
-            "--batch-size": "2", "--crop": "64", "--checkpoint-every": "2", "--device": "cpu", **flags}
+    args = {
+        "--quality": "1",
+        "--data": str(data),
+        "--out": str(out),
+        "--steps": "3",
+        "--N": "8",
+        "--M": "8",
+        "--batch-size": "2",
+        "--crop": "64",
+        "--checkpoint-every": "2",
+        "--device": "cpu",
+        **flags,
+    }
     return ["train-msh", *(item for pair in args.items() for item in pair)]
 
 
@@ -85,15 +96,29 @@ def test_train_msh_flags_are_checked_by_the_schema(
 
 def test_train_decoder_steps_flag_is_checked_by_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "decoder.pt"
-    args = ["train-decoder", "--config", str(REPO / "configs" / "ci.yaml"), "--quality", "1", "--msh-checkpoint",
-            str(tmp_path / "msh.pt"), "--data", str(tmp_path), "--out", str(out), "--steps", "-1"]
+    args = [
+        "train-decoder",
+        "--config",
+        str(REPO / "configs" / "ci.yaml"),
+        "--quality",
+        "1",
+        "--msh-checkpoint",
+        str(tmp_path / "msh.pt"),
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--steps",
+        "-1",
+    ]
     assert main(args) == 2
     assert one_error_line(capsys) == "config key 'decoder.train.steps': -1 is less than the minimum of 1"
     assert not out.exists()
 
 
-def test_bad_config_key_prints_one_line_not_the_schema(data_dir: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_bad_config_key_prints_one_line_not_the_schema(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("msh:\n  train:\n    steps: -5\n")
     assert main(train_args(data_dir, tmp_path / "q1.pt", **{"--config": str(config), "--steps": "3"})) == 2
@@ -115,7 +140,10 @@ def read_only_message(dest: Path) -> str:
 
 
 def test_every_command_says_which_output_is_read_only(
-    data_dir: Path, msh_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    data_dir: Path,
+    msh_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """encode, decode, decode --record, metrics, train-msh: OSError 30 tracebacks before."""
@@ -129,9 +157,22 @@ def test_every_command_says_which_output_is_read_only(
         ro / "p0.bin": ["encode", str(image), str(ro / "p0.bin"), "--quality", "1", *codec],
         ro / "p0.png": ["decode", str(bits), str(ro / "p0.png"), "--decoder", "msh", *codec],
         ro / "rec.json": ["decode", str(bits), str(png), "--decoder", "msh", *codec, "--record", str(ro / "rec.json")],
-        ro / "m.csv": ["metrics", "--reference", str(data_dir), "--reconstructions", str(data_dir), "--out",
-                       str(ro / "m.csv"), "--summary", str(ro / "m.csv"), "--no-lpips", "--no-dists", "--no-fid",
-                       "--no-swd", "--no-niqe"],
+        ro / "m.csv": [
+            "metrics",
+            "--reference",
+            str(data_dir),
+            "--reconstructions",
+            str(data_dir),
+            "--out",
+            str(ro / "m.csv"),
+            "--summary",
+            str(ro / "m.csv"),
+            "--no-lpips",
+            "--no-dists",
+            "--no-fid",
+            "--no-swd",
+            "--no-niqe",
+        ],
         ro / "q1.pt": train_args(data_dir, ro / "q1.pt"),
     }
     real_mkstemp = tempfile.mkstemp
@@ -165,15 +206,18 @@ def test_full_disk_during_a_checkpoint_write_is_one_line(
     out = tmp_path / "models" / "q1.pt"
     assert main(train_args(data_dir, out)) == 2
     assert one_error_line(capsys) == (
-        f"cannot write {partial_path(out)}: No space left on device; free space on that disk (or write elsewhere) and rerun"
+        f"cannot write {partial_path(out)}: No space left on device; free space on that disk (or write elsewhere) "
+        "and rerun"
     )
     assert not any(out.parent.iterdir())
 
 
 def test_atomic_path_names_the_destination_of_a_failed_write(tmp_path: Path) -> None:
     dest = tmp_path / "out.bin"
-    with pytest.raises(BenchError, match=re.escape(f"cannot write {dest}: No space left on device")), \
-            atomic_path(dest) as tmp:
+    with (
+        pytest.raises(BenchError, match=re.escape(f"cannot write {dest}: No space left on device")),
+        atomic_path(dest) as tmp,
+    ):
         tmp.write_bytes(b"x")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     with pytest.raises(FileNotFoundError), atomic_path(dest):  # an input's error is not blamed on the output
@@ -196,13 +240,14 @@ def test_an_os_error_behind_another_error_is_one_line(
     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """An OSError that reaches the CLI outside atomic_path (here chained behind a RuntimeError)."""
-    from bench.codec import commands
+    from bench.commands import codec as commands
 
     def failing(*args, **kwargs):
         try:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "x.png"))
         except OSError:
-            raise RuntimeError("a library's own wrapper")  # its context is the OSError, as torch's is
+            # implicitly chained: its context is the OSError, as torch's is
+            raise RuntimeError("a library's own wrapper")  # noqa: B904
 
     monkeypatch.setattr(commands, "load_codec", failing)
     assert main(["encode", "a.png", "a.bin", "--quality", "1", "--pretrained"]) == 2
@@ -252,18 +297,27 @@ def test_sigterm_of_a_real_train_msh_process(data_dir: Path, tmp_path: Path) -> 
     out, straight = tmp_path / "q1.pt", tmp_path / "straight.pt"
     flags = {"--steps": "40", "--checkpoint-every": "1000"}  # the only partial is the SIGTERM one
     # the same threads as this process, which resumes and reruns it (training numerics depend on them)
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads()),
-                        "BENCH_PROGRESS_INTERVAL_S": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *train_args(data_dir, out, **flags)],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
+    env = os.environ | {
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        "BENCH_PROGRESS_INTERVAL_S": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *train_args(data_dir, out, **flags)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO,
+    )
     seen, deadline = b"", time.monotonic() + 300
     while not re.search(rb"\| *[1-9]\d*/40", seen) and time.monotonic() < deadline and proc.poll() is None:
         seen += os.read(proc.stderr.fileno(), 4096)
     proc.send_signal(signal.SIGTERM)
     err = (seen + proc.stderr.read()).decode()
     assert proc.wait(timeout=60) == TERMINATED_EXIT, err[-2000:]
-    message = re.search(r"error: interrupted by SIGTERM at step (\d+) \(state saved in .+\); resume with the same command",
-                        err)
+    message = re.search(
+        r"error: interrupted by SIGTERM at step (\d+) \(state saved in .+\); resume with the same command", err
+    )
     assert message and "Traceback" not in err, err[-2000:]
     assert torch.load(partial_path(out), weights_only=True)["step"] == int(message.group(1)) >= 1
     assert not out.exists()

@@ -257,12 +257,28 @@ def test_cli_folder_encode_prints_each_image_and_the_mean(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_pngs(tmp_path / "img", [(64, 64), (64, 128)])
-    assert main(["encode", str(tmp_path / "img"), str(tmp_path / "bits"), "--quality", "1",
-                 "--checkpoint", str(checkpoint)]) == 0
+    assert (
+        main(
+            ["encode", str(tmp_path / "img"), str(tmp_path / "bits"), "--quality", "1", "--checkpoint", str(checkpoint)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "img00\t" in out and "img01\t" in out and out.splitlines()[-1].startswith("mean\t")
-    assert main(["decode", str(tmp_path / "bits"), str(tmp_path / "rec"), "--decoder", "msh",
-                 "--checkpoint", str(checkpoint)]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "bits"),
+                str(tmp_path / "rec"),
+                "--decoder",
+                "msh",
+                "--checkpoint",
+                str(checkpoint),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["img00.png", "img01.png"]
 
 
@@ -278,13 +294,23 @@ def _damage(blob: bytes, how: str) -> bytes:
 
 @pytest.mark.parametrize(
     "how, message",
-    [("truncated", "truncated"), ("magic", "not an rdp-bench bitstream"), ("crc", "CRC32"),
-     ("weights", "encoded by weights"), ("missing", "cannot read|no bitstreams")],
+    [
+        ("truncated", "truncated"),
+        ("magic", "not an rdp-bench bitstream"),
+        ("crc", "CRC32"),
+        ("weights", "encoded by weights"),
+        ("missing", "cannot read|no bitstreams"),
+    ],
 )
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_cli_bad_input_exits_2_without_output(
-    codec: MSHCodec, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    how: str, message: str, as_folder: bool,
+    codec: MSHCodec,
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    how: str,
+    message: str,
+    as_folder: bool,
 ) -> None:
     x = smooth_images(1, 64, 64)
     bits = tmp_path / "bits"
@@ -325,11 +351,29 @@ def test_cli_decode_with_pretrained_offline_exits_2(
 
 def test_cli_decode_record(checkpoint: Path, codec: MSHCodec, tmp_path: Path) -> None:
     write_pngs(tmp_path / "img", [(64, 64), (72, 100)])
-    assert main(["encode", str(tmp_path / "img"), str(tmp_path / "bits"), "--quality", "1",
-                 "--checkpoint", str(checkpoint)]) == 0
+    assert (
+        main(
+            ["encode", str(tmp_path / "img"), str(tmp_path / "bits"), "--quality", "1", "--checkpoint", str(checkpoint)]
+        )
+        == 0
+    )
     record_path = tmp_path / "out" / "decode.json"
-    assert main(["decode", str(tmp_path / "bits"), str(tmp_path / "out"), "--decoder", "msh",
-                 "--checkpoint", str(checkpoint), "--record", str(record_path)]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "bits"),
+                str(tmp_path / "out"),
+                "--decoder",
+                "msh",
+                "--checkpoint",
+                str(checkpoint),
+                "--record",
+                str(record_path),
+            ]
+        )
+        == 0
+    )
     record = json.loads(record_path.read_text())
     assert record["n_images"] == 2 and record["decoder"] == "msh"
     assert record["msh_weights"] == codec.weights_hash

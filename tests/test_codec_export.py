@@ -11,10 +11,13 @@ from bench.cli import main
 from bench.codec.checkpoints import zoo_weights_path
 
 
-def test_export_without_zoo_weights_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_without_zoo_weights_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    monkeypatch.setattr(
+        "urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))
+    )
     out = tmp_path / "q1.pt"
     assert main(["export-msh", "--quality", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err

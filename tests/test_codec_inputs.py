@@ -1,4 +1,4 @@
-"""Bad inputs of ``encode`` and ``decode`` (issue 21): one line naming the file, exit 2, nothing written.
+"""Bad inputs of ``encode`` and ``decode``: one line naming the file, exit 2, nothing written.
 
 Tiny random-init models (those of tests/test_samplers_decode.py); headers are forged at the byte
 offsets of the documented version-1 layout (bench/codec/bitstream.py) with the CRC recomputed, as a
@@ -51,8 +51,20 @@ def forge_size(blob: bytes, height: int, width: int) -> bytes:
 def decode_args(setup: dict[str, Path], decoder: str) -> list[str]:
     if decoder == "msh":
         return ["--decoder", "msh", "--checkpoint", str(setup["msh"])]
-    return ["--decoder", "diffusion", "--checkpoint", str(setup["msh"]), "--decoder-checkpoint", str(setup["decoder"]),
-            "--sampler", "ddim", "--steps", "2", "--device", "cpu"]
+    return [
+        "--decoder",
+        "diffusion",
+        "--checkpoint",
+        str(setup["msh"]),
+        "--decoder-checkpoint",
+        str(setup["decoder"]),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -171,8 +183,11 @@ def test_only_a_dataset_folder_gets_the_fetch_hint(tmp_path: Path) -> None:
         list_images(tmp_path / "my-photos")
     assert str(err.value) == f"folder {tmp_path / 'my-photos'} does not exist"
     (tmp_path / "kodak").mkdir()
-    with pytest.raises(BenchError, match=r"no PNG images \(\*\.png\) in .*kodak; run `python -m bench datasets "
-                                         r"fetch kodak --root "):
+    with pytest.raises(
+        BenchError,
+        match=r"no PNG images \(\*\.png\) in .*kodak; run `python -m bench datasets "
+        r"fetch kodak --root ",
+    ):
         list_images(tmp_path / "kodak")
 
 

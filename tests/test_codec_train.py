@@ -30,8 +30,19 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def train_args(data: Path, out: Path, steps: int, **extra: str) -> list[str]:
-    args = {"--quality": "1", "--data": str(data), "--out": str(out), "--steps": str(steps), "--N": "8",
-            "--M": "8", "--batch-size": "2", "--crop": "64", "--checkpoint-every": "2", "--device": "cpu", **extra}
+    args = {
+        "--quality": "1",
+        "--data": str(data),
+        "--out": str(out),
+        "--steps": str(steps),
+        "--N": "8",
+        "--M": "8",
+        "--batch-size": "2",
+        "--crop": "64",
+        "--checkpoint-every": "2",
+        "--device": "cpu",
+        **extra,
+    }
     return ["train-msh", *(item for pair in args.items() for item in pair)]
 
 
@@ -104,6 +115,8 @@ def test_config_supplies_defaults_and_flags_win() -> None:
 def test_training_images_smaller_than_the_crop_are_refused(tmp_path: Path) -> None:
     (tmp_path / "small").mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "small" / "a.png")
-    cfg = MSHTrainConfig.from_config(validate_config({"msh": {"train": {"N": 8, "M": 8, "steps": 1, "batch_size": 1}}}), 1)
+    cfg = MSHTrainConfig.from_config(
+        validate_config({"msh": {"train": {"N": 8, "M": 8, "steps": 1, "batch_size": 1}}}), 1
+    )
     with pytest.raises(BenchError, match="smaller than the 64px crop"):
         train_module.train_msh(cfg, [tmp_path / "small" / "a.png"], tmp_path / "q1.pt", device="cpu")

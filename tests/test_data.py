@@ -74,7 +74,9 @@ def test_mirror_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert data.mirror_root(None) is None
 
 
-def test_mirror_only_file_missing_from_the_mirror_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mirror_only_file_missing_from_the_mirror_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(data.DATASETS, "kodak", dataclasses.replace(data.get_dataset("kodak"), url_template=None))
     monkeypatch.setenv(data.MIRROR_ENV, str(tmp_path / "empty"))
     with pytest.raises(BenchError, match="kodak/kodim01.png is only available from a mirror"):
@@ -110,7 +112,9 @@ def test_archive_checksum_is_pinned_then_enforced(tmp_path: Path, monkeypatch: p
 
 
 def test_prepare_eval_crops_and_limits(tmp_path: Path, kodak_dir: Path) -> None:
-    out = data.prepare_eval("kodak", tmp_path / "raw", tmp_path / "eval", max_images=3, crop=128, mirror=kodak_dir.parent)
+    out = data.prepare_eval(
+        "kodak", tmp_path / "raw", tmp_path / "eval", max_images=3, crop=128, mirror=kodak_dir.parent
+    )
     assert [p.name for p in out] == ["kodim01.png", "kodim02.png", "kodim03.png"]
     assert all(Image.open(p).size == (128, 128) for p in out)
 
@@ -127,7 +131,7 @@ def test_random_crops_are_deterministic(tmp_path: Path) -> None:
     first = next(data.crop_batches(data.RandomCrops(paths, 32, seed=7), 4))
     second = next(data.crop_batches(data.RandomCrops(paths, 32, seed=7), 4))
     other = next(data.crop_batches(data.RandomCrops(paths, 32, seed=8), 4))
-    assert first.shape == (4, 3, 32, 32) and 0.0 <= first.min() and first.max() <= 1.0
+    assert first.shape == (4, 3, 32, 32) and first.min() >= 0.0 and first.max() <= 1.0
     assert torch_equal(first, second) and not torch_equal(first, other)
     with pytest.raises(BenchError, match="smaller than"):
         data.RandomCrops(paths, 128)

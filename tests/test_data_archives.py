@@ -58,7 +58,8 @@ def upstream_zip(tmp: Path, name: str, sizes: list[tuple[int, int]], seed: int =
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr(f"{folder}/", b"")
-        for i, (member, (height, width)) in enumerate(zip(members, sizes)):
+        # the first len(sizes) members of the layout (a test archive needs no more)
+        for i, (member, (height, width)) in enumerate(zip(members, sizes, strict=False)):
             zf.write(write_png(tmp / f"src-{seed}-{i}.png", height, width, seed=seed + i), f"{folder}/{member}")
             zf.writestr(f"__MACOSX/{folder}/._{member}", b"\x00\x05\x16\x07 resource fork")
     return buffer.getvalue()
@@ -93,8 +94,9 @@ def test_first_fetch_pins_then_verifies_then_rejects_a_changed_archive(
         paths = data.fetch(name, tmp_path / "first")
     assert [p.name for p in paths] == LAYOUTS[name][1]
     assert data.read_lock() == {spec.archive_name: digest}
-    assert (f"pinned sha256 {digest} for {spec.archive_name} in {data.lock_file()} on first download: "
-            "commit that file") in caplog.text  # fmt: skip
+    assert (
+        f"pinned sha256 {digest} for {spec.archive_name} in {data.lock_file()} on first download: commit that file"
+    ) in caplog.text
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -104,11 +106,14 @@ def test_first_fetch_pins_then_verifies_then_rejects_a_changed_archive(
 
     upstream.files[path] = upstream_zip(tmp_path, name, [(40, 48)], seed=9)
     changed = hashlib.sha256(upstream.files[path]).hexdigest()
-    with pytest.raises(BenchError, match=(
-        rf"^checksum mismatch for {re.escape(upstream.url(path))} \(the download was deleted\): sha256 {changed}, "
-        rf"but {re.escape(str(data.lock_file()))} pins {digest}; fetch again \(or, if upstream really changed the "
-        rf"archive, remove its line from the lock file\)$"
-    )):  # fmt: skip
+    with pytest.raises(
+        BenchError,
+        match=(
+            rf"^checksum mismatch for {re.escape(upstream.url(path))} \(the download was deleted\): sha256 {changed}, "
+            rf"but {re.escape(str(data.lock_file()))} pins {digest}; fetch again \(or, if upstream really changed the "
+            rf"archive, remove its line from the lock file\)$"
+        ),
+    ):
         data.fetch(name, tmp_path / "third")
     assert not list((tmp_path / "third").rglob("*.zip*")) and not list((tmp_path / "third").rglob("*.png"))
 
@@ -134,7 +139,7 @@ def test_prepare_each_eval_set_resizes_the_shorter_side_and_centre_crops(
     assert "2 evaluation images" in capsys.readouterr().out
     members = LAYOUTS[name][1]
     assert sorted(p.name for p in out.iterdir()) == members
-    for member, source in zip(members, ["src-0-0.png", "src-0-1.png"]):
+    for member, source in zip(members, ["src-0-0.png", "src-0-1.png"], strict=True):
         prepared = Image.open(out / member)
         assert prepared.size == (768, 768) and prepared.mode == "RGB"
         original = Image.open(tmp_path / source).convert("RGB")

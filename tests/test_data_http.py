@@ -72,8 +72,11 @@ def test_cut_every_time_keeps_the_part_and_a_rerun_resumes(http_server: Loopback
     http_server.files["/blob.bin"] = BLOB
     http_server.fault("/blob.bin", "drop", times=download.ATTEMPTS)
     dest = tmp_path / "blob.bin"
-    with pytest.raises(BenchError, match=rf"^could not download {re.escape(http_server.url('/blob.bin'))}: connection "
-                       rf"closed after \d+ of {len(BLOB)} bytes, 3 times .*a rerun resumes.*; {FIX}$"):
+    with pytest.raises(
+        BenchError,
+        match=rf"^could not download {re.escape(http_server.url('/blob.bin'))}: connection "
+        rf"closed after \d+ of {len(BLOB)} bytes, 3 times .*a rerun resumes.*; {FIX}$",
+    ):
         fetch_blob(http_server, dest)
     part = tmp_path / "blob.bin.part"
     assert not dest.exists() and 0 < part.stat().st_size < len(BLOB)
@@ -100,21 +103,28 @@ def test_stale_part_longer_than_the_file_starts_over(http_server: LoopbackServer
 
 def test_checksum_mismatch_deletes_the_download(http_server: LoopbackServer, tmp_path: Path) -> None:
     http_server.files["/blob.bin"] = BLOB
-    with pytest.raises(BenchError, match=rf"^checksum mismatch for {re.escape(http_server.url('/blob.bin'))} "
-                       rf"\(the download was deleted\): its sha256 is {BLOB_SHA}, expected 0123$"):
+    with pytest.raises(
+        BenchError,
+        match=rf"^checksum mismatch for {re.escape(http_server.url('/blob.bin'))} "
+        rf"\(the download was deleted\): its sha256 is {BLOB_SHA}, expected 0123$",
+    ):
         fetch_blob(http_server, tmp_path / "blob.bin", sha="0123")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_404_is_one_line_naming_the_url(http_server: LoopbackServer, tmp_path: Path) -> None:
-    with pytest.raises(download.NotFound, match=rf"^could not download {re.escape(http_server.url('/blob.bin'))} "
-                       rf"\(HTTP 404 Not Found\); {FIX}$"):
+    with pytest.raises(
+        download.NotFound,
+        match=rf"^could not download {re.escape(http_server.url('/blob.bin'))} "
+        rf"\(HTTP 404 Not Found\); {FIX}$",
+    ):
         fetch_blob(http_server, tmp_path / "blob.bin")
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("fault", "says"), [("stall", r"no data for 0\.3 s after \d+ bytes"),
-                                             ("hang", r"no answer within 0\.3 s")])
+@pytest.mark.parametrize(
+    ("fault", "says"), [("stall", r"no data for 0\.3 s after \d+ bytes"), ("hang", r"no answer within 0\.3 s")]
+)
 def test_server_that_stops_answering_times_out(
     http_server: LoopbackServer, tmp_path: Path, fault: str, says: str
 ) -> None:
@@ -124,7 +134,10 @@ def test_server_that_stops_answering_times_out(
         fetch_blob(http_server, tmp_path / "blob.bin")
     assert not (tmp_path / "blob.bin").exists()
     if fault == "stall":  # what arrived before each stall is kept: every attempt resumed after the last
-        assert [r.range for r in http_server.requests][1:] == [f"bytes={len(BLOB) // 2}-", f"bytes={len(BLOB) * 3 // 4}-"]
+        assert [r.range for r in http_server.requests][1:] == [
+            f"bytes={len(BLOB) // 2}-",
+            f"bytes={len(BLOB) * 3 // 4}-",
+        ]
 
 
 def test_unreachable_server_fails_at_once(tmp_path: Path, http_server: LoopbackServer) -> None:
@@ -179,7 +192,7 @@ def test_fresh_clone_fetches_wikiphotos_from_its_upstream_url(
     names = [e.name for e in data.read_manifest("wikiphotos")]
     assert [p.name for p in paths] == names and len(names) == 49
     assert http_server.paths() == [urlsplit(spec.url_template.format(name=n)).path for n in names]
-    assert all(sha256_file(p) == e.file_sha256 for p, e in zip(paths, data.read_manifest("wikiphotos")))
+    assert all(sha256_file(p) == e.file_sha256 for p, e in zip(paths, data.read_manifest("wikiphotos"), strict=True))
     attribution = (tmp_path / "wikiphotos" / "ATTRIBUTION.md").read_text()
     assert data.WIKIPHOTOS_COMMIT in attribution and attribution.count("commons.wikimedia.org") == 50
     assert not list((tmp_path / "wikiphotos").glob("*.part"))
@@ -197,9 +210,12 @@ def test_http_mirror_serves_wikiphotos(
 
 
 def test_http_mirror_without_the_file_falls_back_to_upstream(
-    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kodak_dir: Path,
+    http_server: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kodak_dir: Path,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     spec = on_server(monkeypatch, http_server, "kodak")
     http_server.mounts[urlsplit(spec.url_template.format(name="")).path] = kodak_dir
     http_server.mounts["/lab"] = kodak_dir.parent
@@ -217,8 +233,11 @@ def test_http_mirror_with_a_corrupt_file_keeps_nothing(
     http_server.mounts["/lab"] = kodak_dir.parent
     http_server.files["/lab/kodak/kodim02.png"] = b"<html>login page</html>"
     monkeypatch.setenv(data.MIRROR_ENV, http_server.url("/lab"))
-    with pytest.raises(BenchError, match=r"^checksum mismatch for http://127\.0\.0\.1:\d+/lab/kodak/kodim02\.png "
-                       r"\(the download was deleted\): it is not a readable image"):
+    with pytest.raises(
+        BenchError,
+        match=r"^checksum mismatch for http://127\.0\.0\.1:\d+/lab/kodak/kodim02\.png "
+        r"\(the download was deleted\): it is not a readable image",
+    ):
         data.fetch("kodak", tmp_path)
     assert sorted(p.name for p in (tmp_path / "kodak").iterdir()) == ["kodim01.png"]
 
@@ -228,8 +247,11 @@ def test_mirror_only_dataset_missing_from_an_http_mirror(
 ) -> None:
     monkeypatch.setitem(data.DATASETS, "kodak", dataclasses.replace(data.get_dataset("kodak"), url_template=None))
     monkeypatch.setenv(data.MIRROR_ENV, http_server.url("/lab"))
-    with pytest.raises(download.NotFound, match=r"^could not download http://127\.0\.0\.1:\d+/lab/kodak/kodim01\.png "
-                       r"\(HTTP 404 Not Found\); check that the mirror .* serves kodak/kodim01\.png, or unset "):
+    with pytest.raises(
+        download.NotFound,
+        match=r"^could not download http://127\.0\.0\.1:\d+/lab/kodak/kodim01\.png "
+        r"\(HTTP 404 Not Found\); check that the mirror .* serves kodak/kodim01\.png, or unset ",
+    ):
         data.fetch("kodak", tmp_path)
 
 
@@ -242,5 +264,8 @@ def test_cli_fetch_from_an_unreachable_upstream_is_one_line(
     on_server(monkeypatch, http_server, "wikiphotos")  # serves nothing: every file is a 404
     assert main(["datasets", "fetch", "wikiphotos", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert re.search(r"could not download http://127\.0\.0\.1:\d+/Zelex/images/[0-9a-f]{40}/wikipedia-photos/001\.png "
-                     r"\(HTTP 404 Not Found\); with no internet, put wikiphotos/001\.png in a mirror", err)
+    assert re.search(
+        r"could not download http://127\.0\.0\.1:\d+/Zelex/images/[0-9a-f]{40}/wikipedia-photos/001\.png "
+        r"\(HTTP 404 Not Found\); with no internet, put wikiphotos/001\.png in a mirror",
+        err,
+    )

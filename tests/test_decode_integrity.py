@@ -19,12 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.diffusion.model import DecoderConfig, DiffusionDecoder
+from bench.diffusion.model import DiffusionDecoder
 from bench.diffusion.train import save_decoder
 from bench.utils import BenchError, lock_path, output_lock
-from tests.test_samplers_decode import CONFIGS, decode, setup  # noqa: F401 (setup is a fixture)
+from tests.test_samplers_decode import CONFIGS, decode, tiny_config, tiny_setup
 
 ARGS = ("--sampler", "ddim", "--steps", "2")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    return tiny_setup(tmp_path)
 
 
 def flip_tensor_bytes(path: Path) -> None:
@@ -32,8 +37,10 @@ def flip_tensor_bytes(path: Path) -> None:
     with zipfile.ZipFile(path) as zf:
         info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
     data = bytearray(path.read_bytes())
-    name_len, extra_len = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"), \
-        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")  # fmt: skip
+    name_len, extra_len = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
     start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
     for k in range(4):
         data[start + k] ^= 0x40
@@ -52,8 +59,7 @@ def test_corrupt_decoder_tensor_data_is_refused(setup: dict[str, Path], capsys: 
 
 
 def test_decoder_without_msh_hash_is_refused(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    config = DecoderConfig(latent_channels=24, num_channels=8, channel_mult=(1, 1, 1, 2), num_res_blocks=1,
-                           num_heads=1, train_timesteps=100, respacing=None, **CONFIGS["residual"])  # fmt: skip
+    config = tiny_config(**CONFIGS["residual"])
     save_decoder(setup["residual"], config, DiffusionDecoder(config).state_dict(), step=0, train={"p_uncond": 0.1})
     out = setup["tmp"] / "out"
     assert decode(setup, setup["bits"], str(out), *ARGS) == 2
@@ -62,22 +68,30 @@ def test_decoder_without_msh_hash_is_refused(setup: dict[str, Path], capsys: pyt
     assert not out.exists()
 
 
-HOLD = "import sys, time; from bench.utils import output_lock\nwith output_lock(sys.argv[1], 'decode'):\n    print('held', flush=True); time.sleep(600)"
+HOLD = (
+    "import sys, time; from bench.utils import output_lock\n"
+    "with output_lock(sys.argv[1], 'decode'):\n    print('held', flush=True); time.sleep(600)"
+)
 
 
 @pytest.fixture
 def holder(setup: dict[str, Path]) -> Iterator[subprocess.Popen]:
     """Another process holding the lock of ``out-s1`` (the second seed's folder)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(setup["tmp"] / "out-s1")], stdout=subprocess.PIPE,
-                            text=True, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(setup["tmp"] / "out-s1")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert proc.stdout.readline().strip() == "held"
     yield proc
     proc.kill()
     proc.wait()
 
 
-def test_an_output_another_decode_holds_is_refused(setup: dict[str, Path], holder: subprocess.Popen,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_an_output_another_decode_holds_is_refused(
+    setup: dict[str, Path], holder: subprocess.Popen, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = setup["tmp"] / "out-s{seed}"
     assert decode(setup, setup["bits"], str(out), *ARGS, "--seeds", "0", "1") == 2
     err = capsys.readouterr().err.strip()
@@ -86,8 +100,9 @@ def test_an_output_another_decode_holds_is_refused(setup: dict[str, Path], holde
     assert not lock_path(setup["tmp"] / "out-s0").exists()  # the lock it did take is given back
 
 
-def test_a_dead_holders_lock_is_taken_over_and_removed(setup: dict[str, Path], holder: subprocess.Popen,
-                                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_dead_holders_lock_is_taken_over_and_removed(
+    setup: dict[str, Path], holder: subprocess.Popen, caplog: pytest.LogCaptureFixture
+) -> None:
     holder.send_signal(signal.SIGKILL)  # dies without removing its lock file
     holder.wait()
     assert lock_path(setup["tmp"] / "out-s1").exists()
@@ -113,7 +128,10 @@ def test_without_flock_the_recorded_pid_decides(tmp_path: Path, monkeypatch: pyt
     lock_path(target).write_text(f"{proc.pid} {socket.gethostname()}\n")
     try:
         if alive:
-            with pytest.raises(BenchError, match=f"PID {proc.pid} on {socket.gethostname()}"), output_lock(target, "decode"):
+            with (
+                pytest.raises(BenchError, match=f"PID {proc.pid} on {socket.gethostname()}"),
+                output_lock(target, "decode"),
+            ):
                 pass
         else:
             with output_lock(target, "decode"):

@@ -18,8 +18,15 @@ M, N = 24, 16  # tiny codec widths
 
 def tiny_config(**overrides) -> DecoderConfig:
     base = dict(
-        latent_channels=M, num_channels=8, channel_mult=(1, 2, 2, 2, 2), num_res_blocks=1, num_heads=2,
-        prediction_type="sample", learn_sigma=True, train_timesteps=100, respacing=10,
+        latent_channels=M,
+        num_channels=8,
+        channel_mult=(1, 2, 2, 2, 2),
+        num_res_blocks=1,
+        num_heads=2,
+        prediction_type="sample",
+        learn_sigma=True,
+        train_timesteps=100,
+        respacing=10,
     )
     return DecoderConfig(**{**base, **overrides})
 

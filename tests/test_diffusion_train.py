@@ -23,6 +23,7 @@ from bench.codec.checkpoints import save_checkpoint
 from bench.config import load_config
 from bench.diffusion import train
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
+from bench.diffusion.samplers import sample
 from bench.diffusion.schedule import make_schedule
 from bench.diffusion.train import (
     VGG_WEIGHTS,
@@ -37,7 +38,6 @@ from bench.diffusion.train import (
     uncond_keep_mask,
     vb_term,
 )
-from bench.diffusion.samplers import sample
 from bench.points import Knobs
 from bench.utils import BenchError, Terminated
 from tests.ci_workflow import WorkflowRun
@@ -72,16 +72,36 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def tiny_model_config(**overrides) -> DecoderConfig:
     base = dict(
-        latent_channels=M, num_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, num_heads=2,
-        prediction_type="epsilon", learn_sigma=True, train_timesteps=100, respacing=None,
+        latent_channels=M,
+        num_channels=8,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=1,
+        num_heads=2,
+        prediction_type="epsilon",
+        learn_sigma=True,
+        train_timesteps=100,
+        respacing=None,
     )
     return DecoderConfig(**{**base, **overrides})
 
 
 def tiny_train_config(**overrides) -> DecoderTrainConfig:
     base = dict(
-        quality=1, steps=6, batch_size=2, crop=32, lr=1e-3, weight_decay=0.0, ema=0.9, loss="l1", rho=0.0,
-        min_snr_gamma=5.0, p_uncond=0.5, grad_clip=1.0, checkpoint_every=2, seed=3, allow_random_backbones=True,
+        quality=1,
+        steps=6,
+        batch_size=2,
+        crop=32,
+        lr=1e-3,
+        weight_decay=0.0,
+        ema=0.9,
+        loss="l1",
+        rho=0.0,
+        min_snr_gamma=5.0,
+        p_uncond=0.5,
+        grad_clip=1.0,
+        checkpoint_every=2,
+        seed=3,
+        allow_random_backbones=True,
     )
     return DecoderTrainConfig(**{**base, **overrides})
 
@@ -216,8 +236,11 @@ def test_rho_without_vgg_weights_is_an_error_in_the_paper_config(no_torch_weight
 
 @pytest.mark.parametrize("respacing", [None, 10])
 def test_training_draws_t_from_the_configured_respacing(
-    tiny_codec: tuple[MSHCodec, Path], images: list[Path], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, respacing: int | None,
+    tiny_codec: tuple[MSHCodec, Path],
+    images: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    respacing: int | None,
 ) -> None:
     """The paper trains with ``--timestep_respacing 1000``: with ``respacing`` K every step's loss runs
     on the K-step schedule (VB weight K/1000) and the network sees only the K kept original indices."""
@@ -236,8 +259,14 @@ def test_training_draws_t_from_the_configured_respacing(
             del model.forward
 
     monkeypatch.setattr(train, "diffusion_loss", spy)
-    train_decoder(config, tiny_train_config(steps=8, batch_size=4, checkpoint_every=100), codec, msh_path,
-                  images, tmp_path / "dec.pt")
+    train_decoder(
+        config,
+        tiny_train_config(steps=8, batch_size=4, checkpoint_every=100),
+        codec,
+        msh_path,
+        images,
+        tmp_path / "dec.pt",
+    )
     expected = DiffusionDecoder(config).noise_schedule(respacing)
     assert schedules and all(torch.equal(s.timestep_map, expected.timestep_map) for s in schedules)
     kept = set(expected.timestep_map.tolist())
@@ -249,8 +278,11 @@ def test_training_draws_t_from_the_configured_respacing(
 
 
 def test_resume_after_kill_gives_the_uninterrupted_result(
-    tiny_codec: tuple[MSHCodec, Path], images: list[Path], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, no_torch_weights: Path,
+    tiny_codec: tuple[MSHCodec, Path],
+    images: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_torch_weights: Path,
 ) -> None:
     """Crops of 32 (padded to 64 like the codec), rho 0.9 without weights (falls back, recorded)."""
     codec, msh_path = tiny_codec
@@ -285,7 +317,10 @@ def test_resume_after_kill_gives_the_uninterrupted_result(
 
 
 def test_sigterm_saves_the_step_and_the_rerun_gives_the_uninterrupted_result(
-    tiny_codec: tuple[MSHCodec, Path], images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_codec: tuple[MSHCodec, Path],
+    images: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SIGTERM in step 3 (checkpoints every 2): the state after step 3 is saved, the message says so
     (the CLI prints it and exits 143), and the rerun ends with the weights of an uninterrupted run."""
@@ -301,7 +336,9 @@ def test_sigterm_saves_the_step_and_the_rerun_gives_the_uninterrupted_result(
         return real_step(run, *args)
 
     monkeypatch.setattr(train, "train_step", term_in_step_3)
-    with pytest.raises(Terminated, match=re.escape(f"interrupted by SIGTERM at step 3 (state saved in {partial_path(out)})")):
+    with pytest.raises(
+        Terminated, match=re.escape(f"interrupted by SIGTERM at step 3 (state saved in {partial_path(out)})")
+    ):
         train_decoder(config, cfg, codec, msh_path, images, out)
     assert not out.exists() and torch.load(partial_path(out), weights_only=False)["step"] == 3
     monkeypatch.setattr(train, "train_step", real_step)
@@ -318,9 +355,23 @@ def test_train_decoder_cli(tiny_codec: tuple[MSHCodec, Path], tmp_path: Path, ca
     out = tmp_path / "models" / "q1.pt"
 
     def args(data_dir: Path) -> list[str]:
-        return ["train-decoder", "--config", str(REPO / "configs" / "ci.yaml"), "--quality", "1",
-                "--msh-checkpoint", str(msh_path), "--data", str(data_dir), "--out", str(out), "--steps", "2",
-                "--device", "cpu"]
+        return [
+            "train-decoder",
+            "--config",
+            str(REPO / "configs" / "ci.yaml"),
+            "--quality",
+            "1",
+            "--msh-checkpoint",
+            str(msh_path),
+            "--data",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
 
     assert cli_main(args(data)) == 0
     decoder = load_decoder(out)
@@ -398,7 +449,7 @@ def test_ci_decoder_uses_the_bits(ci_decoder: tuple[Path, Path], kodak_dir: Path
 
 @pytest.mark.slow
 def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, Path], kodak_dir: Path) -> None:
-    """Partial diffusion (issue 11) on a trained decoder: the longer the chain that starts from the
+    """Partial diffusion on a trained decoder: the longer the chain that starts from the
     noised MSH reconstruction, the further (mean absolute difference, averaged over three seeds)
     the output lands from MSH; t0 = 0 is MSH itself."""
     msh_path, decoder_path = ci_decoder
@@ -408,7 +459,16 @@ def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, P
     cond = model.condition(batch.y_hat, batch.x_msh)
     distances = []
     for t0 in (0.0, 0.1, 0.4, 1.0):
-        out = sample(model, cond, sampler="ddpm", steps=20, seeds=[0, 1, 2], clip=True, knobs=Knobs(t0=t0),
-                     x_start=batch.x_msh, progress=False)  # fmt: skip
+        out = sample(
+            model,
+            cond,
+            sampler="ddpm",
+            steps=20,
+            seeds=[0, 1, 2],
+            clip=True,
+            knobs=Knobs(t0=t0),
+            x_start=batch.x_msh,
+            progress=False,
+        )
         distances.append(float((out - batch.x_msh[:, None]).abs().mean()))
     assert distances[0] == 0.0 and distances == sorted(distances) and distances[-1] > distances[1], distances

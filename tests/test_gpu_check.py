@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from bench import decode, gpu_check, preflight
+from bench import preflight
 from bench.cli import build_parser, main
+from bench.commands import decode, gpu_check
 from bench.points import diffusion_point, grid_points, parse_point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +30,12 @@ def run_perf(tmp_path: Path, *extra: str) -> pd.DataFrame:
 def test_perf_mode_writes_every_check(tmp_path: Path) -> None:
     table = run_perf(tmp_path)
     unet = table[table["check"] == "unet_call"]
-    assert sorted(zip(unet["batch"], unet["precision"])) == [(1, "bf16"), (1, "fp32"), (2, "bf16"), (2, "fp32")]
+    assert sorted(zip(unet["batch"], unet["precision"], strict=True)) == [
+        (1, "bf16"),
+        (1, "fp32"),
+        (2, "bf16"),
+        (2, "fp32"),
+    ]
     assert (unet["s_per_call"] > 0).all() and (unet["peak_mem_mb"] > 0).all()
     assert (unet["unet_gflop_per_image"] > 0).all()
     assert unet["mfu"].isna().all() and unet["note"].str.contains("not a GPU").all()  # no bf16 peak on a CPU
@@ -46,8 +52,9 @@ def test_perf_mode_writes_every_check(tmp_path: Path) -> None:
 
 def test_fresh_decoder_is_made_to_depend_on_its_layers() -> None:
     """A fresh decoder's zero-init output layer hides every other layer; the check's model must not."""
-    check = gpu_check.PerfCheck.from_paper(gpu_check.load_config(REPO / "configs" / "paper.yaml"), shrink=True,
-                                           compile_model=False)  # fmt: skip
+    check = gpu_check.PerfCheck.from_paper(
+        gpu_check.load_config(REPO / "configs" / "paper.yaml"), shrink=True, compile_model=False
+    )
     ctx = gpu_check.paper_context(check, torch.device("cpu"), clip=True)
     assert all(parameter.any() for parameter in ctx.model.parameters())
 
@@ -82,8 +89,26 @@ def tiny_config(tmp_path: Path) -> Path:
 def test_train_default_mode_trains_decodes_and_tabulates(tmp_path: Path, mirror: Path) -> None:
     config = tiny_config(tmp_path)
     out = tmp_path / "train_default.csv"
-    assert main(["gpu-check", "--mode", "train-default", "--config", str(config), "--device", "cpu",
-                 "--minutes", "0.02", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "gpu-check",
+                "--mode",
+                "train-default",
+                "--config",
+                str(config),
+                "--device",
+                "cpu",
+                "--minutes",
+                "0.02",
+                "--work",
+                str(tmp_path / "work"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     points = ["msh", *(p.id for p in grid_points(gpu_check.load_config(config)["sampling"]))]
     assert sorted(table["point"]) == sorted(points)
@@ -95,35 +120,91 @@ def test_train_default_mode_trains_decodes_and_tabulates(tmp_path: Path, mirror:
 
 
 def test_train_default_rejects_a_non_positive_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["gpu-check", "--mode", "train-default", "--device", "cpu", "--minutes", "0",
-                 "--out", str(tmp_path / "x.csv")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "gpu-check",
+                "--mode",
+                "train-default",
+                "--device",
+                "cpu",
+                "--minutes",
+                "0",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "--minutes must be > 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("point_id", ["ddim-k5-eta0-w2-s3", "ddpm-k4-t0.5-n2-s1", "dpmpp-k3-s0"])
 def test_decode_point_sets_every_sampler_setting(point_id: str) -> None:
     """The workflow and gpu-check decode with ``--point ID``: the settings are those the id holds."""
-    args = build_parser().parse_args(["decode", "in", "out", "--decoder", "diffusion", "--decoder-checkpoint", "d.pt",
-                                      "--pretrained", "--point", point_id])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "decode",
+            "in",
+            "out",
+            "--decoder",
+            "diffusion",
+            "--decoder-checkpoint",
+            "d.pt",
+            "--pretrained",
+            "--point",
+            point_id,
+        ]
+    )
     decode.DECODERS["diffusion"].resolve(args)
     point = parse_point(point_id)
     assert (args.sampler, args.steps, args.eta, args.t0, args.guidance, args.n_avg, args.seeds) == (
-        point.sampler, point.steps, point.eta or 0.0, point.t0, point.guidance, point.n_avg, [point.seed])
-    assert diffusion_point(args.sampler, args.steps, args.seeds[0], args.eta if point.eta is not None else None,
-                           t0=args.t0, guidance=args.guidance, n_avg=args.n_avg).id == point_id  # fmt: skip
+        point.sampler,
+        point.steps,
+        point.eta or 0.0,
+        point.t0,
+        point.guidance,
+        point.n_avg,
+        [point.seed],
+    )
+    assert (
+        diffusion_point(
+            args.sampler,
+            args.steps,
+            args.seeds[0],
+            args.eta if point.eta is not None else None,
+            t0=args.t0,
+            guidance=args.guidance,
+            n_avg=args.n_avg,
+        ).id
+        == point_id
+    )
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--point", "ddim-k5-eta0-s0", "--steps", "4"], "drop --steps"),
-    (["--point", "ddim-k5-eta0-s0", "--seed", "1", "--n-avg", "2"], "drop --n-avg, --seed"),
-    (["--point", "msh"], "is not a diffusion point"),
-    (["--point", "ddim-k5"], "ddim-k5"),
-    (["--eta", "0.5"], "needs --sampler"),
-])  # fmt: skip
-def test_decode_point_conflicts_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
-                                             message: str) -> None:
-    argv = ["decode", str(tmp_path / "in"), str(tmp_path / "out"), "--decoder", "diffusion",
-            "--decoder-checkpoint", "d.pt", "--pretrained", *extra]  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--point", "ddim-k5-eta0-s0", "--steps", "4"], "drop --steps"),
+        (["--point", "ddim-k5-eta0-s0", "--seed", "1", "--n-avg", "2"], "drop --n-avg, --seed"),
+        (["--point", "msh"], "is not a diffusion point"),
+        (["--point", "ddim-k5"], "ddim-k5"),
+        (["--eta", "0.5"], "needs --sampler"),
+    ],
+)
+def test_decode_point_conflicts_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    argv = [
+        "decode",
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        "--decoder",
+        "diffusion",
+        "--decoder-checkpoint",
+        "d.pt",
+        "--pretrained",
+        *extra,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
@@ -144,12 +225,20 @@ def test_given_inputs_are_used_in_place(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(gpu_check, "_bench", lambda *argv: calls.append(argv))
     config_path = REPO / "configs" / "default.yaml"
     given = {"eval_images": tmp_path / "kodak", "train_images": tmp_path / "wiki", "msh_checkpoint": tmp_path / "m.pt"}
-    layout = gpu_check.prepare_inputs(config_path, gpu_check.load_config(config_path), tmp_path / "work",
-                                      device="cpu", mirror=None, **given)  # fmt: skip
+    layout = gpu_check.prepare_inputs(
+        config_path, gpu_check.load_config(config_path), tmp_path / "work", device="cpu", mirror=None, **given
+    )
     assert calls == []
     assert (layout.eval_images, layout.train_images, layout.msh) == tuple(given.values())
-    layout = gpu_check.prepare_inputs(config_path, gpu_check.load_config(config_path), tmp_path / "work",
-                                      device="cpu", mirror=None, eval_images=None, train_images=None,
-                                      msh_checkpoint=None)  # fmt: skip
+    layout = gpu_check.prepare_inputs(
+        config_path,
+        gpu_check.load_config(config_path),
+        tmp_path / "work",
+        device="cpu",
+        mirror=None,
+        eval_images=None,
+        train_images=None,
+        msh_checkpoint=None,
+    )
     assert [call[:2] for call in calls] == [("datasets", "prepare"), ("datasets", "fetch"), ("train-msh", "--config")]
     assert layout.msh.parent == tmp_path / "work" / "models"

@@ -32,7 +32,9 @@ def png16(path: Path, samples: np.ndarray) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -86,8 +88,9 @@ def write(path: Path, mode: str, rng: np.random.Generator, h: int, w: int, opaqu
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mode=st.sampled_from(MODES), h=st.integers(1, 9), w=st.integers(1, 9), seed=st.integers(0, 2**16))
-def test_every_mode_reads_as_the_rule_says(tmp_path_factory: pytest.TempPathFactory, mode: str, h: int, w: int,
-                                           seed: int) -> None:
+def test_every_mode_reads_as_the_rule_says(
+    tmp_path_factory: pytest.TempPathFactory, mode: str, h: int, w: int, seed: int
+) -> None:
     path = tmp_path_factory.mktemp("img") / "x.png"
     expected = write(path, mode, np.random.default_rng(seed), h, w, opaque=True)
     got = load_rgb(path)
@@ -120,8 +123,13 @@ def test_transparent_pixels_are_refused_naming_the_file(tmp_path: Path, mode: st
 
 @pytest.mark.parametrize(
     "mode, fault",
-    [("CMYK", "CMYK image; convert it to RGB with its colour profile"), ("I", "32-bit integer image"),
-     ("F", "32-bit float image"), ("LAB", "CIELAB"), ("YCbCr", "YCbCr")],
+    [
+        ("CMYK", "CMYK image; convert it to RGB with its colour profile"),
+        ("I", "32-bit integer image"),
+        ("F", "32-bit float image"),
+        ("LAB", "CIELAB"),
+        ("YCbCr", "YCbCr"),
+    ],
 )
 def test_modes_without_a_right_conversion_are_refused(tmp_path: Path, mode: str, fault: str) -> None:
     path = tmp_path / "odd.tiff"
@@ -145,8 +153,9 @@ def test_a_conversion_is_logged_once_per_file_and_rgb_never(tmp_path: Path, capl
     "content, fault",
     [(b"hello, not an image", "not an image file Pillow can decode"), (None, "no such file"), ("cut", "truncated")],
 )
-def test_unreadable_files_name_the_file_and_the_fault_not_a_dataset(tmp_path: Path, content: object,
-                                                                     fault: str) -> None:
+def test_unreadable_files_name_the_file_and_the_fault_not_a_dataset(
+    tmp_path: Path, content: object, fault: str
+) -> None:
     path = tmp_path / "mine.png"
     if content == "cut":
         write(tmp_path / "whole.png", "RGB", np.random.default_rng(0), 64, 64, opaque=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bench import cli, utils
+from bench.commands import requested_command
 
 # What workflow/rules/*.smk import at parse time, plus the CLI module every job runs through.
 PARSE_TIME_MODULES = ("bench.points", "bench.config", "bench.utils", "bench.data", "bench.baselines.byo", "bench.cli")
@@ -45,25 +47,42 @@ def test_main_runs_a_command_through_its_own_module(capsys):
     assert "kodak" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, command", [(["--threads", "1", "tables"], "tables"),
-                                           (["-v", "--threads=2", "datasets", "list"], "datasets")])
+@pytest.mark.parametrize(
+    "argv, command", [(["--threads", "1", "tables"], "tables"), (["-v", "--threads=2", "datasets", "list"], "datasets")]
+)
 def test_global_options_before_the_command_keep_the_import_light(argv, command):
     """Every workflow rule calls ``python -m bench --threads N CMD``: the option's value is not the command."""
-    assert cli._requested_command(argv) == command  # noqa: SLF001
-    assert _heavy_after(f"from bench.cli import _requested_command, build_parser\n"
-                        f"build_parser(_requested_command({argv!r}))") == []
+    assert requested_command(argv) == command
+    code = f"from bench.commands import build_parser, requested_command\nbuild_parser(requested_command({argv!r}))"
+    assert _heavy_after(code) == []
 
 
 def test_portable_numerics_reach_torch_before_it_loads():
     """``--portable-numerics`` (config key portable_numerics, on in the CI config) must be in the
     environment before the command's module imports torch: ATen then runs its non-vectorised kernels."""
-    code = ("from bench.cli import _requested_command\n"
-            "_requested_command(['--portable-numerics', '--threads', '1', 'decode'])\n"
-            "import torch\nfrom bench.utils import cpu_numerics\n"
-            "print(torch.backends.cpu.get_cpu_capability(), cpu_numerics())")
+    code = (
+        "from bench.commands import requested_command\n"
+        "requested_command(['--portable-numerics', '--threads', '1', 'decode'])\n"
+        "import torch\nfrom bench.utils import cpu_numerics\n"
+        "print(torch.backends.cpu.get_cpu_capability(), cpu_numerics())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in utils.PORTABLE_NUMERICS_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["DEFAULT", "portable"]
-    native = subprocess.run([sys.executable, "-c", "from bench.utils import cpu_numerics; print(cpu_numerics())"],
-                            capture_output=True, text=True, check=True, env=env)
+    native = subprocess.run(
+        [sys.executable, "-c", "from bench.utils import cpu_numerics; print(cpu_numerics())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     assert native.stdout.strip() == "native"
+
+
+def test_every_command_handler_lives_in_bench_commands():
+    """One pattern for every part: its handlers in ``bench/commands/PART.py``, no argparse code in a library module."""
+    assert all(module.startswith("bench.commands.") for module in cli.COMMAND_MODULES)
+    package = Path(cli.__file__).parent
+    library = [path for path in package.rglob("*.py") if package / "commands" not in path.parents]
+    holding_argparse = [str(path.relative_to(package)) for path in library if "argparse" in path.read_text()]
+    assert holding_argparse == ["cli.py"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +15,14 @@ import pytest
 import torch
 from torchvision.models import alexnet
 
+from bench.images import shape_batches
 from bench.metrics import weights
 from bench.metrics.aggregate import bootstrap_ci, summarize
-from bench.images import shape_batches
 from bench.metrics.fidelity import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.weights import BACKBONES, RandomBackboneWarning, ResolvedBackbone, resolve_backbones
 from bench.utils import BenchError, write_tables
 from tests.weight_files import register_hashes
-
 
 
 def _random_backbone(name: str) -> ResolvedBackbone:
@@ -52,7 +54,7 @@ def test_psnr_matches_numpy_formula() -> None:
     reference = _images((3, 3, 20, 30), seed=0)
     reconstruction = _add_noise(reference, 12.0, seed=1)
     ref, rec = reference.numpy().astype(np.float64), reconstruction.numpy().astype(np.float64)
-    expected = [20 * np.log10(255.0) - 10 * np.log10(np.mean((a - b) ** 2)) for a, b in zip(ref, rec)]
+    expected = [20 * np.log10(255.0) - 10 * np.log10(np.mean((a - b) ** 2)) for a, b in zip(ref, rec, strict=True)]
     np.testing.assert_allclose(psnr(reference, reconstruction).numpy(), expected, rtol=1e-12)
 
 
@@ -106,7 +108,9 @@ def test_dists_reuses_the_reference_features_and_gives_the_fresh_values(
         network.net.reference_budget_bytes = budget
     calls = []
     upstream = type(network.net).__mro__[1].forward_once
-    monkeypatch.setattr(type(network.net).__mro__[1], "forward_once", lambda self, x: calls.append(x) or upstream(self, x))
+    monkeypatch.setattr(
+        type(network.net).__mro__[1], "forward_once", lambda self, x: calls.append(x) or upstream(self, x)
+    )
     reused = [network(reference, r) for r in reconstructions]
     for got, want in zip(reused, fresh, strict=True):
         assert torch.equal(got, want)
@@ -145,6 +149,57 @@ def test_missing_weights_give_one_error_listing_every_file(empty_torch_home: Pat
     for backbone in BACKBONES.values():
         assert backbone.filename in message
     assert str(empty_torch_home) in message and "--allow-random-backbones" in message
+
+
+def _served_backbone(http_server, monkeypatch: pytest.MonkeyPatch, body: bytes, named_for: bytes) -> weights.Backbone:
+    """An AlexNet stand-in served by the loopback server, its file named (torch.hub style) by the
+    sha256 prefix of ``named_for``; BACKBONES["alexnet"] points at it."""
+    prefix = hashlib.sha256(named_for).hexdigest()[:8]
+    path = f"/models/alexnet-test-{prefix}.pth"
+    http_server.files[path] = body
+    backbone = weights.Backbone("alexnet", http_server.url(path), "LPIPS")
+    monkeypatch.setitem(weights.BACKBONES, "alexnet", backbone)
+    return backbone
+
+
+def test_a_backbone_downloads_through_the_one_helper_resuming_a_cut_transfer(
+    empty_torch_home: Path, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = os.urandom(3 << 20)
+    backbone = _served_backbone(http_server, monkeypatch, body, named_for=body)
+    http_server.fault(f"/models/{backbone.filename}", "drop")
+    resolved = resolve_backbones(["alexnet"], allow_random=False, download=True)
+    assert resolved["alexnet"].path == empty_torch_home / backbone.filename
+    assert resolved["alexnet"].path.read_bytes() == body
+    assert [r.range for r in http_server.requests][-1] is not None  # the second request resumed
+    assert list(empty_torch_home.iterdir()) == [resolved["alexnet"].path]  # no .part left
+
+
+def test_a_backbone_download_failing_its_hash_stops_the_run_and_leaves_nothing(
+    empty_torch_home: Path, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backbone = _served_backbone(http_server, monkeypatch, b"not the weights", named_for=b"the weights")
+    with pytest.raises(
+        BenchError, match=rf"checksum mismatch for {re.escape(backbone.url)} \(the download was deleted\)"
+    ):
+        resolve_backbones(["alexnet"], allow_random=True, download=True)
+    assert not empty_torch_home.exists() or list(empty_torch_home.iterdir()) == []
+
+
+def test_an_unreachable_backbone_counts_as_missing(
+    empty_torch_home: Path, http_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    backbone = _served_backbone(http_server, monkeypatch, b"weights", named_for=b"weights")
+    http_server.fault(f"/models/{backbone.filename}", "404")
+    with (
+        caplog.at_level(logging.INFO, logger=weights.__name__),
+        pytest.raises(BenchError, match=f"{backbone.filename} \\(for LPIPS, from .*\\) is not in"),
+    ):
+        resolve_backbones(["alexnet"], allow_random=False, download=True)
+    assert f"could not download {backbone.url} (HTTP 404" in caplog.text
+    http_server.fault(f"/models/{backbone.filename}", "404")
+    with pytest.warns(RandomBackboneWarning, match="RANDOM-INIT"):
+        assert resolve_backbones(["alexnet"], allow_random=True, download=True)["alexnet"].path is None
 
 
 def test_random_init_when_allowed_warns_and_is_labelled(empty_torch_home: Path) -> None:

@@ -55,22 +55,46 @@ def folders(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def _run(reference: Path, reconstructions: Path, out: Path, *extra: str) -> int:
-    return main(["metrics", "--reference", str(reference), "--reconstructions", str(reconstructions),
-                 "--out", str(out), *extra])  # fmt: skip
+    return main(
+        ["metrics", "--reference", str(reference), "--reconstructions", str(reconstructions), "--out", str(out), *extra]
+    )
 
 
 def test_end_to_end_writes_both_tables_with_provenance(folders: tuple[Path, Path, Path], tmp_path: Path) -> None:
     reference, reconstructions, bits = folders
     config = tmp_path / "metrics.yaml"
-    config.write_text(yaml.safe_dump({
-        "device": "cpu", "allow_random_backbones": True,
-        "metrics": {"patch_size": 48, "bootstrap": 100, "batch_size": 2, "download_weights": False,
-                    "swd_patches_per_level": 256},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "device": "cpu",
+                "allow_random_backbones": True,
+                "metrics": {
+                    "patch_size": 48,
+                    "bootstrap": 100,
+                    "batch_size": 2,
+                    "download_weights": False,
+                    "swd_patches_per_level": 256,
+                },
+            }
+        )
+    )
     out, summary_path = tmp_path / "out" / "per_image.csv", tmp_path / "out" / "summary.csv"
     with pytest.warns(UserWarning, match="RANDOM-INIT"):
-        code = _run(reference, reconstructions, out, "--bitstreams", str(bits), "--summary", str(summary_path),
-                    "--config", str(config), "--label", "dataset=synthetic", "--label", "point=msh")  # fmt: skip
+        code = _run(
+            reference,
+            reconstructions,
+            out,
+            "--bitstreams",
+            str(bits),
+            "--summary",
+            str(summary_path),
+            "--config",
+            str(config),
+            "--label",
+            "dataset=synthetic",
+            "--label",
+            "point=msh",
+        )
     assert code == 0
     per_image, summary = pd.read_csv(out), pd.read_csv(summary_path, keep_default_na=False, na_values=[""])
 
@@ -187,12 +211,20 @@ def test_unmatched_files_are_listed_and_nothing_is_written(
     reference, reconstructions, bits = folders
     (reconstructions / "port.png").rename(reconstructions / "portrait.png")
     out = tmp_path / "out.csv"
-    _assert_error(capsys, _run(reference, reconstructions, out, *FAST), "missing reconstructions for port",
-                  "without a reference: portrait")  # fmt: skip
+    _assert_error(
+        capsys,
+        _run(reference, reconstructions, out, *FAST),
+        "missing reconstructions for port",
+        "without a reference: portrait",
+    )
     (reconstructions / "portrait.png").rename(reconstructions / "port.png")
     (bits / "land_b.bin").unlink()
-    _assert_error(capsys, _run(reference, reconstructions, out, "--bitstreams", str(bits), *FAST),
-                  "bitstreams missing", "land_b.bin")  # fmt: skip
+    _assert_error(
+        capsys,
+        _run(reference, reconstructions, out, "--bitstreams", str(bits), *FAST),
+        "bitstreams missing",
+        "land_b.bin",
+    )
     assert list(tmp_path.glob("*.csv")) == [] and list(tmp_path.glob(".*")) == []
 
 
@@ -217,9 +249,17 @@ def test_missing_weights_without_permission_is_one_error(
     assert not (tmp_path / "out.csv").exists()
 
 
-@pytest.mark.parametrize(("label", "fragment"), [("dataset", "KEY=VALUE"), ("psnr=1", "overwrite"),
-                                                 ("fid_hific_p256=1", "overwrite"), ("niqe_model=x", "overwrite"),
-                                                 ("a b=1", "identifier"), ("x=1", "twice")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "fragment"),
+    [
+        ("dataset", "KEY=VALUE"),
+        ("psnr=1", "overwrite"),
+        ("fid_hific_p256=1", "overwrite"),
+        ("niqe_model=x", "overwrite"),
+        ("a b=1", "identifier"),
+        ("x=1", "twice"),
+    ],
+)
 def test_bad_labels_are_rejected(
     folders: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str, fragment: str
 ) -> None:
@@ -271,18 +311,36 @@ def test_points_in_one_run_equal_each_point_run_alone(folders: tuple[Path, Path,
     for path in sorted(reconstructions.glob("*.png")):  # a second point: a stronger degradation
         Image.fromarray(_degrade(np.asarray(Image.open(path)), 7)).save(other / path.name)
     config = tmp_path / "metrics.yaml"
-    config.write_text(yaml.safe_dump({
-        "device": "cpu", "allow_random_backbones": True,
-        "metrics": {"patch_size": 48, "bootstrap": 100, "batch_size": 2, "download_weights": False,
-                    "swd_patches_per_level": 256, "niqe": False},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "device": "cpu",
+                "allow_random_backbones": True,
+                "metrics": {
+                    "patch_size": 48,
+                    "bootstrap": 100,
+                    "batch_size": 2,
+                    "download_weights": False,
+                    "swd_patches_per_level": 256,
+                    "niqe": False,
+                },
+            }
+        )
+    )
     points = [(reconstructions, "a"), (other, "b")]
     common = ["--config", str(config), "--reference-cache", str(tmp_path / "cache")]
     for folder, name in points:
         out = tmp_path / "alone" / f"{name}.csv"
         assert _run(reference, folder, out, "--bitstreams", str(bits), "--label", f"point={name}", *common) == 0
-    entries = [{"reconstructions": str(folder), "bitstreams": str(bits), "out": str(tmp_path / "together" / f"{name}.csv"),
-                "labels": {"point": name}} for folder, name in points]  # fmt: skip
+    entries = [
+        {
+            "reconstructions": str(folder),
+            "bitstreams": str(bits),
+            "out": str(tmp_path / "together" / f"{name}.csv"),
+            "labels": {"point": name},
+        }
+        for folder, name in points
+    ]
     assert main(["metrics", "--reference", str(reference), "--points", json.dumps(entries), *common]) == 0
     for _, name in points:
         for table in (f"{name}.csv", f"{name}_summary.csv"):
@@ -291,17 +349,20 @@ def test_points_in_one_run_equal_each_point_run_alone(folders: tuple[Path, Path,
     assert pd.read_csv(tmp_path / "together" / "a_summary.csv")["fid_hific_p48"].notna().all()
 
 
-@pytest.mark.parametrize(("points", "message"), [
-    ("[{", "is not valid JSON"),
-    ("[]", "non-empty JSON list"),
-    ('[{"out": "x.csv"}]', "entry 1 lacks 'reconstructions'"),
-    ('[{"reconstructions": "r", "out": "x.csv", "rate": "b"}]', "unknown keys ['rate']"),
-    ('[{"reconstructions": "r", "out": "x.csv", "bitstreams": "b", "bpp_table": "t"}]', "give the rate one way"),
-    ('[{"reconstructions": "r", "out": "x.csv", "labels": ["a"]}]', "'labels' must be a dict"),
-])  # fmt: skip
-def test_bad_points_are_one_line_naming_the_entry(folders: tuple[Path, Path, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str], points: str,
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        ("[{", "is not valid JSON"),
+        ("[]", "non-empty JSON list"),
+        ('[{"out": "x.csv"}]', "entry 1 lacks 'reconstructions'"),
+        ('[{"reconstructions": "r", "out": "x.csv", "rate": "b"}]', "unknown keys ['rate']"),
+        ('[{"reconstructions": "r", "out": "x.csv", "bitstreams": "b", "bpp_table": "t"}]', "give the rate one way"),
+        ('[{"reconstructions": "r", "out": "x.csv", "labels": ["a"]}]', "'labels' must be a dict"),
+    ],
+)
+def test_bad_points_are_one_line_naming_the_entry(
+    folders: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], points: str, message: str
+) -> None:
     reference, _, _ = folders
     assert main(["metrics", "--reference", str(reference), "--points", points, *FAST]) == 2
     err = capsys.readouterr().err
@@ -309,8 +370,9 @@ def test_bad_points_are_one_line_naming_the_entry(folders: tuple[Path, Path, Pat
     assert not list(tmp_path.rglob("*.csv"))
 
 
-def test_points_and_single_point_flags_do_not_mix(folders: tuple[Path, Path, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_points_and_single_point_flags_do_not_mix(
+    folders: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reference, reconstructions, _ = folders
     entry = json.dumps([{"reconstructions": str(reconstructions), "out": str(tmp_path / "a.csv")}])
     assert main(["metrics", "--reference", str(reference), "--points", entry, "--out", "b.csv", *FAST]) == 2

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
+from bench.metrics.columns import parse_protocol_column, patch_label, protocol_column
 from bench.metrics.distribution import (
     InceptionFeatures,
     PatchFID,
@@ -16,7 +17,6 @@ from bench.metrics.distribution import (
     kernel_distance,
     patch_count,
 )
-from bench.metrics.columns import parse_protocol_column, patch_label, protocol_column
 from bench.metrics.weights import BACKBONES, ResolvedBackbone
 from bench.utils import BenchError
 

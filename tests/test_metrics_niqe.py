@@ -302,9 +302,7 @@ def test_no_source_is_one_error_naming_the_url(monkeypatch: pytest.MonkeyPatch, 
         pristine_model("matlab", mirror=None)
 
 
-def test_altered_cached_model_is_refused(
-    monkeypatch: pytest.MonkeyPatch, empty_cache: Path, niqe_mirror: Path
-) -> None:
+def test_altered_cached_model_is_refused(monkeypatch: pytest.MonkeyPatch, empty_cache: Path, niqe_mirror: Path) -> None:
     empty_cache.mkdir(parents=True)
     data = bytearray((niqe_mirror / "niqe_pris_params.npz").read_bytes())
     data[-1] ^= 0xFF

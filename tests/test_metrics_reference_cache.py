@@ -15,8 +15,18 @@ from bench.metrics.evaluate import MetricsOptions, evaluate, match_images
 
 from .conftest import write_png
 
-FID_ONLY = {"lpips": False, "dists": False, "swd": False, "niqe": False, "fid": True, "patch_size": 16,
-            "bootstrap": 100, "download_weights": False, "allow_random_backbones": True, "device": "cpu"}  # fmt: skip
+FID_ONLY = {
+    "lpips": False,
+    "dists": False,
+    "swd": False,
+    "niqe": False,
+    "fid": True,
+    "patch_size": 16,
+    "bootstrap": 100,
+    "download_weights": False,
+    "allow_random_backbones": True,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(autouse=True)

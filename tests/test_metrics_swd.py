@@ -53,7 +53,7 @@ def _noisy(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 
 def _psnr(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    mse = np.mean([np.mean((x.astype(np.float64) - y) ** 2) for x, y in zip(a, b)])
+    mse = np.mean([np.mean((x.astype(np.float64) - y) ** 2) for x, y in zip(a, b, strict=True)])
     return float(10 * np.log10(255.0**2 / mse))
 
 
@@ -120,7 +120,7 @@ def test_pyramid_matches_the_reference_construction() -> None:
         gaussian = coarser
     expected.append(gaussian)
     ours = laplacian_pyramid(torch.from_numpy(image)[None, None], 3)
-    for band, ref in zip(ours, expected):
+    for band, ref in zip(ours, expected, strict=True):
         np.testing.assert_allclose(band[0, 0].numpy(), ref, atol=1e-9)
 
 

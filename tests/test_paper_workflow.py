@@ -1,4 +1,4 @@
-"""The paper config's whole DAG on CPU (issue 19 part 3): ``configs/paper.yaml`` with ``--config``
+"""The paper config's whole DAG on CPU: ``configs/paper.yaml`` with ``--config``
 overrides that shrink only sizes and counts, on the format-exact weight fixtures and the archive
 datasets served by a loopback HTTP mirror.
 
@@ -60,14 +60,32 @@ FIGURES = ["rdp", "tradeoff", "samples", "cost"]
 # Columns a row of that kind has no value for, by design (the summary's contract).
 # batch_size and threads are the diffusion sampler's batching provenance (its samples differ with them at
 # the rounding level); the MSH and JPEG rows carry cpu_numerics and device instead.
-NOT_DIFFUSION = {"decoder_weights", "rho", "sampler", "steps", "eta", "t0", "guidance", "n_avg", "seed",
-                 "batch_size", "threads"}
+NOT_DIFFUSION = {
+    "decoder_weights",
+    "rho",
+    "sampler",
+    "steps",
+    "eta",
+    "t0",
+    "guidance",
+    "n_avg",
+    "seed",
+    "batch_size",
+    "threads",
+}
 # The JPEG baseline is Pillow's codec: no decode record (time, memory, MSH weights, torch kernels).
 NOT_JPEG = {"decode_s_per_image", "peak_mem_mb", "msh_weights", "cpu_numerics"}
 # NIQE refuses images under 37 whole 96x96 blocks (256x256 has 4); kid_std needs a KID subset
 # smaller than the patch count (here every subset is all patches).
-SMALL_RUN_NAN = {"niqe", "niqe_ci_lo", "niqe_ci_hi", "niqe_reference", "niqe_reference_ci_lo",
-                 "niqe_reference_ci_hi", "kid_std_nonoverlap_p256"}
+SMALL_RUN_NAN = {
+    "niqe",
+    "niqe_ci_lo",
+    "niqe_ci_hi",
+    "niqe_reference",
+    "niqe_reference_ci_lo",
+    "niqe_reference_ci_hi",
+    "kid_std_nonoverlap_p256",
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +107,9 @@ def paper_run(weight_files: WeightFiles, kodak_dir: Path, tmp_path_factory: pyte
             "TORCH_HOME": str(weight_files.torch_home),
             "BENCH_WEIGHT_HASHES": str(weight_files.hashes),
         }
-        run = snakemake(tmp / "run", "--cores", "2", "--config", *OVERRIDES, env=env, configfile=PAPER_CONFIG,
-                        timeout=3600)
+        run = snakemake(
+            tmp / "run", "--cores", "2", "--config", *OVERRIDES, env=env, configfile=PAPER_CONFIG, timeout=3600
+        )
     finally:
         next(server_fixture, None)
     print(f"paper DAG: {run.seconds:.0f} s wall")
@@ -104,9 +123,7 @@ def test_paper_dag_runs(paper_run: WorkflowRun) -> None:
 
 def test_archives_were_pinned_on_first_download(paper_run: WorkflowRun) -> None:
     lock = paper_run.workdir.parent / "datasets.lock.tsv"
-    assert sorted(_lock_names(lock)) == sorted(
-        data.get_dataset(name).archive_name for name in ARCHIVES
-    )
+    assert sorted(_lock_names(lock)) == sorted(data.get_dataset(name).archive_name for name in ARCHIVES)
 
 
 def _lock_names(lock: Path) -> list[str]:
@@ -120,7 +137,7 @@ def test_every_column_is_filled(paper_run: WorkflowRun, dataset: str) -> None:
     points = {(row.codec, row.quality, row.point) for row in summary.itertuples()}
     assert {(c, q, "msh") for c in ["mbt2018-mean"] for q in range(1, 6)} <= points
     diffusion = summary[summary["decoder"] == "diffusion"]
-    assert sorted(set(zip(diffusion["quality"], diffusion["point"]))) == [
+    assert sorted(set(zip(diffusion["quality"], diffusion["point"], strict=True))) == [
         (q, p) for q in (1, 2) for p in ["ddim-k2-eta0-s0", "ddpm-k2-s0"]
     ]
     assert (diffusion["rho"] == 0.9).all()
@@ -128,13 +145,17 @@ def test_every_column_is_filled(paper_run: WorkflowRun, dataset: str) -> None:
     for column in ("lpips_backbone", "dists_backbone", "fid_backbone"):
         assert (summary[column] == "real").all(), column
     for row in summary.to_dict("records"):
-        allowed = SMALL_RUN_NAN | {
-            "diffusion": set() if row["sampler"] == "ddim" else {"eta"},  # only DDIM has an eta
-            "msh": NOT_DIFFUSION,
-            "jpeg": NOT_DIFFUSION | NOT_JPEG,
-        }[row["decoder"]]
-        empty = sorted(k for k, v in row.items() if k not in allowed and (v is None or (isinstance(v, float)
-                                                                                          and math.isnan(v))))
+        allowed = (
+            SMALL_RUN_NAN
+            | {
+                "diffusion": set() if row["sampler"] == "ddim" else {"eta"},  # only DDIM has an eta
+                "msh": NOT_DIFFUSION,
+                "jpeg": NOT_DIFFUSION | NOT_JPEG,
+            }[row["decoder"]]
+        )
+        empty = sorted(
+            k for k, v in row.items() if k not in allowed and (v is None or (isinstance(v, float) and math.isnan(v)))
+        )
         assert not empty, f"{dataset} {row['point']} q{row['quality']}: empty {empty}"
 
 

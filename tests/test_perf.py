@@ -19,8 +19,9 @@ import yaml
 
 from bench.cli import main
 from bench.codec import decode_latent, encode, load_codec
-from bench.diffusion.pipeline import decode_batch, inference_layout
 from bench.diffusion.model import load_decoder
+from bench.diffusion.pipeline import decode_batch, inference_layout
+from bench.diffusion.samplers import plan_sampling
 from bench.perf import (
     VARIANTS,
     Context,
@@ -36,7 +37,6 @@ from bench.perf import (
 )
 from bench.points import grid_points
 from bench.report.cost import plot_cost
-from bench.diffusion.samplers import plan_sampling
 from bench.utils import MIB, BenchError, peak_memory_mb, reset_peak_memory
 from tests.conftest import write_png
 from tests.test_report import summary_table
@@ -45,8 +45,13 @@ from tests.test_samplers_decode import CONFIGS, tiny_decoder, tiny_msh
 # channels_last and other thread counts reorder float32 sums inside the convolutions: outputs in
 # [-1, 1] may differ in the last bits, far below the 1/255 step of the 8-bit images the decoder writes.
 CPU_LAYOUT_TOLERANCE = 1e-4
-GRID = [{"sampler": "ddim", "steps": [2]}, {"sampler": "ddpm", "steps": [3]}, {"sampler": "dpmpp", "steps": [2]},
-        {"sampler": "ddim", "steps": [2], "guidance": [2.0]}, {"sampler": "ddpm", "steps": [2], "n_avg": [3]}]
+GRID = [
+    {"sampler": "ddim", "steps": [2]},
+    {"sampler": "ddpm", "steps": [3]},
+    {"sampler": "dpmpp", "steps": [2]},
+    {"sampler": "ddim", "steps": [2], "guidance": [2.0]},
+    {"sampler": "ddpm", "steps": [2], "n_avg": [3]},
+]
 SIZES = [[64, 128], [64, 64]]  # [height, width], listed largest first: the run sorts them
 BATCHES = [2, 1]
 
@@ -60,18 +65,41 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind in CONFIGS:
         tiny_decoder(decoders[f"decoder-{kind}"], codec, **CONFIGS[kind])
     config = tmp / "perf.yaml"
-    config.write_text(yaml.safe_dump({
-        "device": "cpu",
-        "sampling": {"grid": GRID, "seeds": [0]},
-        "perf": {"sizes": SIZES, "batch_sizes": BATCHES, "repetitions": 2, "warmup": 0, "max_steps_timed": 2,
-                 "compare_threads": [1]},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "device": "cpu",
+                "sampling": {"grid": GRID, "seeds": [0]},
+                "perf": {
+                    "sizes": SIZES,
+                    "batch_sizes": BATCHES,
+                    "repetitions": 2,
+                    "warmup": 0,
+                    "max_steps_timed": 2,
+                    "compare_threads": [1],
+                },
+            }
+        )
+    )
     return {"msh": msh, "decoder": decoders["decoder-residual"], **decoders, "config": config, "tmp": tmp}
 
 
 def perf(checkpoints: dict[str, Path], out: Path) -> int:
-    return main(["perf", "--config", str(checkpoints["config"]), "--quality", "1", "--checkpoint",
-                 str(checkpoints["msh"]), "--decoder-checkpoint", str(checkpoints["decoder"]), "--out", str(out)])
+    return main(
+        [
+            "perf",
+            "--config",
+            str(checkpoints["config"]),
+            "--quality",
+            "1",
+            "--checkpoint",
+            str(checkpoints["msh"]),
+            "--decoder-checkpoint",
+            str(checkpoints["decoder"]),
+            "--out",
+            str(out),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +152,13 @@ def test_bare_forward_carries_the_rows_of_one_network_call(
 ) -> None:
     """The overhead ratio's unit is a forward on as many rows as the point's own calls carry (batch,
     x2 under guidance, x N under averaging), so that it measures the sampler, not how the network batches."""
-    import bench.perf
+    import bench.perf.measure
 
     rows_asked: list[int] = []
-    forward = bench.perf.unet_forward
-    monkeypatch.setattr(bench.perf, "unet_forward", lambda ctx, size, rows: rows_asked.append(rows) or forward(ctx, size, rows))
+    forward = bench.perf.measure.unet_forward
+    monkeypatch.setattr(
+        bench.perf.measure, "unet_forward", lambda ctx, size, rows: rows_asked.append(rows) or forward(ctx, size, rows)
+    )
     assert perf(checkpoints, tmp_path / "perf.csv") == 0
     points = grid_points({"grid": GRID, "seeds": [0]})
     per_image = [(2 if p.guidance not in (None, 0.0, 1.0) else 1) * (p.n_avg or 1) for p in points]
@@ -147,7 +177,9 @@ def test_comparison_rows_name_each_switch_and_its_output_difference(table: pd.Da
     compared = table[table["ablation"].notna()]
     switches = ["plain", "no_grad", "channels_last", "bf16_autocast", "condition_per_step", "threads=1"]
     assert list(zip(compared["size"], compared["ablation"], strict=True)) == [
-        (size, switch) for size in ("64x64", "128x64") for switch in switches  # every size: layouts pay off unevenly
+        (size, switch)
+        for size in ("64x64", "128x64")
+        for switch in switches  # every size: layouts pay off unevenly
     ]
     rows = compared[compared["size"] == "128x64"].set_index("ablation")
     assert rows.loc["plain", "speedup"] == 1.0
@@ -159,9 +191,10 @@ def test_comparison_rows_name_each_switch_and_its_output_difference(table: pd.Da
 
 
 CPU_SWITCHES = [
-    v for v in comparison_variants(PerfSettings((), (), 1, 0, None, True, compare_threads=(1, 2), compile=False))
+    v
+    for v in comparison_variants(PerfSettings((), (), 1, 0, None, True, compare_threads=(1, 2), compile=False))
     if v.name != "bf16_autocast"
-]  # fmt: skip
+]
 BIT_IDENTICAL = {"plain", "no_grad", "condition_per_step"}
 
 
@@ -207,10 +240,23 @@ def test_a_switch_that_fails_to_compile_is_a_row_with_a_note(checkpoints: dict[s
         raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found")
         yield  # pragma: no cover - a generator-based context manager
 
-    settings = PerfSettings(((64, 64),), (1,), repetitions=1, warmup=0, max_steps_timed=None, compare=True,
-                            compare_threads=(), compile=False)  # fmt: skip
-    ctx = Context(load_codec(1, checkpoint=checkpoints["msh"], device="cpu"), load_decoder(checkpoints["decoder"]),
-                  settings, torch.device("cpu"), clip=True)  # fmt: skip
+    settings = PerfSettings(
+        ((64, 64),),
+        (1,),
+        repetitions=1,
+        warmup=0,
+        max_steps_timed=None,
+        compare=True,
+        compare_threads=(),
+        compile=False,
+    )
+    ctx = Context(
+        load_codec(1, checkpoint=checkpoints["msh"], device="cpu"),
+        load_decoder(checkpoints["decoder"]),
+        settings,
+        torch.device("cpu"),
+        clip=True,
+    )
     size = prepare_size(ctx, 64, 64, image=None, mirror=None)
     assert VARIANTS[0].name == "plain"  # compare_variants measures the others against the first
     plain, failed = compare_variants(ctx, size, [VARIANTS[0], Variant("compile", broken)])
@@ -257,8 +303,9 @@ def test_peak_memory_window_resets() -> None:
     assert after < with_buffer - 200
 
 
-def test_input_comes_from_the_image_the_mirror_or_is_generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               kodak_dir: Path) -> None:  # fmt: skip
+def test_input_comes_from_the_image_the_mirror_or_is_generated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kodak_dir: Path
+) -> None:
     kodak, source = input_image(512, 768)  # the mirror of the test environment
     assert kodak.shape == (1, 3, 512, 768) and source.startswith("kodak/kodim")
     monkeypatch.delenv("BENCH_DATA_MIRROR")
@@ -273,8 +320,17 @@ def test_input_comes_from_the_image_the_mirror_or_is_generated(tmp_path: Path, m
 
 def test_bad_inputs_exit_2_without_a_table(checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     out = checkpoints["tmp"] / "bad.csv"
-    args = ["perf", "--config", str(checkpoints["config"]), "--quality", "1", "--checkpoint", str(checkpoints["msh"]),
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "perf",
+        "--config",
+        str(checkpoints["config"]),
+        "--quality",
+        "1",
+        "--checkpoint",
+        str(checkpoints["msh"]),
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--decoder-checkpoint", str(checkpoints["tmp"] / "missing.pt")]) == 2
     assert "decoder checkpoint not found" in capsys.readouterr().err
     other = checkpoints["tmp"] / "other-decoder.pt"
@@ -323,4 +379,3 @@ def test_cost_figure_skips_missing_metrics_and_needs_times() -> None:
         plot_cost(summary_table())
     with pytest.raises(BenchError, match="no timed diffusion"):
         plot_cost(timed_summary().query("decoder != 'diffusion'"))
-

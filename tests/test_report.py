@@ -43,17 +43,52 @@ def summary_table(backbone: str = "random-init", dataset: str = "kodak") -> pd.D
         points = [("msh", "msh", None, None, None), *diffusion]
         for i, (point, decoder, sampler, steps, eta) in enumerate(points):
             psnr = 24 + 3 * quality - 1.2 * i
-            row = {"dataset": dataset, "codec": "msh", "quality": quality, "point": point, "decoder": decoder,
-                   "sampler": sampler, "steps": steps, "eta": eta, "nfe": steps or 0, "n_seeds": 1, "bpp": bpp,
-                   "psnr": psnr, "psnr_ci_lo": psnr - 0.3, "psnr_ci_hi": psnr + 0.3, "ms_ssim": 0.9,
-                   "lpips": 0.4 - 0.05 * i, "lpips_ci_lo": 0.38 - 0.05 * i, "lpips_ci_hi": 0.42 - 0.05 * i,
-                   "fid": 60.0 - 8 * i, "swd": 50.0 - 7 * i, "niqe": 6.0 - 0.3 * i, "niqe_reference": 3.0,
-                   "lpips_backbone": backbone, "dists_backbone": backbone, "fid_backbone": backbone}  # fmt: skip
+            row = {
+                "dataset": dataset,
+                "codec": "msh",
+                "quality": quality,
+                "point": point,
+                "decoder": decoder,
+                "sampler": sampler,
+                "steps": steps,
+                "eta": eta,
+                "nfe": steps or 0,
+                "n_seeds": 1,
+                "bpp": bpp,
+                "psnr": psnr,
+                "psnr_ci_lo": psnr - 0.3,
+                "psnr_ci_hi": psnr + 0.3,
+                "ms_ssim": 0.9,
+                "lpips": 0.4 - 0.05 * i,
+                "lpips_ci_lo": 0.38 - 0.05 * i,
+                "lpips_ci_hi": 0.42 - 0.05 * i,
+                "fid": 60.0 - 8 * i,
+                "swd": 50.0 - 7 * i,
+                "niqe": 6.0 - 0.3 * i,
+                "niqe_reference": 3.0,
+                "lpips_backbone": backbone,
+                "dists_backbone": backbone,
+                "fid_backbone": backbone,
+            }
             rows.append(row)
     for quality, bpp in ((10, 0.25), (50, 0.7)):
-        rows.append({"dataset": dataset, "codec": "jpeg", "quality": quality, "point": f"jpeg-q{quality}",
-                     "decoder": "jpeg", "bpp": bpp, "psnr": 22 + quality / 10, "lpips": 0.5, "fid": 90.0,
-                     "swd": 70.0, "niqe": 7.0, "lpips_backbone": backbone, "fid_backbone": backbone})  # fmt: skip
+        rows.append(
+            {
+                "dataset": dataset,
+                "codec": "jpeg",
+                "quality": quality,
+                "point": f"jpeg-q{quality}",
+                "decoder": "jpeg",
+                "bpp": bpp,
+                "psnr": 22 + quality / 10,
+                "lpips": 0.5,
+                "fid": 90.0,
+                "swd": 70.0,
+                "niqe": 7.0,
+                "lpips_backbone": backbone,
+                "fid_backbone": backbone,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -86,8 +121,11 @@ def test_rdp_and_tradeoff_write_pdf_and_png(summary_csv: Path, tmp_path: Path) -
     assert main(["report", "tradeoff", "--summary", str(summary_csv), "--dataset", "kodak", "--out", str(out)]) == 0
     assert out.is_file() and out.with_suffix(".png").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "rdp_kodak.pdf", "rdp_kodak.png", "tradeoff_kodak.pdf", "tradeoff_kodak.png",
-    ]  # fmt: skip
+        "rdp_kodak.pdf",
+        "rdp_kodak.png",
+        "tradeoff_kodak.pdf",
+        "tradeoff_kodak.png",
+    ]
 
 
 def test_random_backbones_are_named_on_the_axes() -> None:
@@ -252,8 +290,24 @@ def test_samples_default_to_msh_fewest_ddim_and_most_ddpm_at_the_lowest_rate(
     assert (quality, points) == (1, ["msh", "ddim-k5-eta0-s0", "ddpm-k50-s0"])
     reference, work_dir = work
     out = tmp_path / "samples_kodak.pdf"
-    args = ["report", "samples", "--summary", str(summary_csv), "--out", str(out), "--reference", str(reference),
-            "--work", str(work_dir), "--image", "kodim01", "--crop", "8", "4", "32"]  # fmt: skip
+    args = [
+        "report",
+        "samples",
+        "--summary",
+        str(summary_csv),
+        "--out",
+        str(out),
+        "--reference",
+        str(reference),
+        "--work",
+        str(work_dir),
+        "--image",
+        "kodim01",
+        "--crop",
+        "8",
+        "4",
+        "32",
+    ]
     assert main(args) == 0
     assert out.is_file() and out.with_suffix(".png").is_file()
 
@@ -292,11 +346,16 @@ def with_knob_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The synthetic table plus, at quality 1, a t0 sweep of DDPM-50, a guidance sweep of DDIM-5 and
     an averaging sweep of DDPM-50 (their plain points are the table's own DDIM-5 and DDPM-50 rows)."""
     base = table[(table["quality"] == 1)].set_index("point")
-    sweeps = [("ddpm-k50-t0.2-s0", "ddpm-k50-s0", {"t0": 0.2}, 10), ("ddpm-k50-t0.5-s0", "ddpm-k50-s0", {"t0": 0.5}, 25),
-              ("ddim-k5-eta0-w2-s0", "ddim-k5-eta0-s0", {"guidance": 2.0}, 10),
-              ("ddpm-k50-n4-s0", "ddpm-k50-s0", {"n_avg": 4}, 200)]  # fmt: skip
-    rows = [base.loc[plain].to_dict() | knobs | {"point": point, "nfe": nfe, "psnr": 25.0 + i, "swd": 40.0 - i}
-            for i, (point, plain, knobs, nfe) in enumerate(sweeps)]  # fmt: skip
+    sweeps = [
+        ("ddpm-k50-t0.2-s0", "ddpm-k50-s0", {"t0": 0.2}, 10),
+        ("ddpm-k50-t0.5-s0", "ddpm-k50-s0", {"t0": 0.5}, 25),
+        ("ddim-k5-eta0-w2-s0", "ddim-k5-eta0-s0", {"guidance": 2.0}, 10),
+        ("ddpm-k50-n4-s0", "ddpm-k50-s0", {"n_avg": 4}, 200),
+    ]
+    rows = [
+        base.loc[plain].to_dict() | knobs | {"point": point, "nfe": nfe, "psnr": 25.0 + i, "swd": 40.0 - i}
+        for i, (point, plain, knobs, nfe) in enumerate(sweeps)
+    ]
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
 
 
@@ -304,8 +363,10 @@ def test_knob_sweeps_are_dashed_curves_in_the_tradeoff_and_left_out_of_the_rdp_f
     table = with_knob_rows(summary_table())
     figure = plot_tradeoff(table, perception=["swd"]).figure
     (legend,) = [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
-    styles = {text.get_text(): handle.get_linestyle() for handle, text in
-              zip(legend.legend_handles, legend.get_texts(), strict=True)}  # fmt: skip
+    styles = {
+        text.get_text(): handle.get_linestyle()
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True)
+    }
     assert styles["DDPM, 50 steps: start level t0 (from MSH)"] == "--"
     assert styles["DDIM, 5 steps: guidance w"] == "-."
     assert styles["DDPM, 50 steps: mean of N samples"] == ":"

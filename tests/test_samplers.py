@@ -28,9 +28,9 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
 from bench.diffusion.model import Condition, DecoderConfig
+from bench.diffusion.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
 from bench.diffusion.schedule import NoiseSchedule, make_schedule
 from bench.points import SAMPLER_NAMES, SAMPLERS_WITH_ETA
-from bench.diffusion.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
 from bench.utils import BenchError
 
 S = 0.3  # data standard deviation
@@ -47,11 +47,24 @@ class AnalyticDecoder(nn.Module):
     beta_t, -1: the posterior variance) so the DDPM variance path can be checked exactly.
     """
 
-    def __init__(self, prediction_type: str = "epsilon", learn_sigma: bool = False, var_value: float = 1.0,
-                 s: float = S, schedule: str = "cosine", train_timesteps: int = 1000) -> None:
+    def __init__(
+        self,
+        prediction_type: str = "epsilon",
+        learn_sigma: bool = False,
+        var_value: float = 1.0,
+        s: float = S,
+        schedule: str = "cosine",
+        train_timesteps: int = 1000,
+    ) -> None:
         super().__init__()
-        self.config = DecoderConfig(latent_channels=1, prediction_type=prediction_type, learn_sigma=learn_sigma,
-                                    schedule=schedule, train_timesteps=train_timesteps, respacing=None)
+        self.config = DecoderConfig(
+            latent_channels=1,
+            prediction_type=prediction_type,
+            learn_sigma=learn_sigma,
+            schedule=schedule,
+            train_timesteps=train_timesteps,
+            respacing=None,
+        )
         self.s, self.var_value = s, var_value
         self.register_buffer("abar", make_schedule(schedule, train_timesteps, None).alphas_cumprod)
         self.checkpoint_info = {"train": {"p_uncond": 0.1}}  # as if trained with conditioning dropout
@@ -84,7 +97,9 @@ def conditioning(model: AnalyticDecoder, mus: tuple[float, ...] = MUS) -> Condit
     return model.condition(y_hat)
 
 
-def expected_output(schedule: NoiseSchedule, mu: float, s: float, *, stochastic: str, eta: float = 0.0) -> tuple[float, float]:
+def expected_output(
+    schedule: NoiseSchedule, mu: float, s: float, *, stochastic: str, eta: float = 0.0
+) -> tuple[float, float]:
     """Mean and std of a sampler's output for the analytic model (no clipping), by exact recursion.
 
     Each step maps z = x - a mu to z' = c z + sigma n: the mean part of every sampler here is
@@ -123,10 +138,19 @@ def check_matches(out: torch.Tensor, mus: tuple[float, ...], expected: list[tupl
         assert abs(std - s) <= abs(std_exp - s) + Z_SE * se_std
 
 
-def run(model: AnalyticDecoder, sampler: str, steps: int, *, eta: float = 0.0, seeds=SEEDS, clip: bool = False,
-        mus: tuple[float, ...] = MUS) -> torch.Tensor:
-    return sample(model, conditioning(model, mus), sampler=sampler, steps=steps, eta=eta, seeds=seeds, clip=clip,
-                  progress=False)
+def run(
+    model: AnalyticDecoder,
+    sampler: str,
+    steps: int,
+    *,
+    eta: float = 0.0,
+    seeds=SEEDS,
+    clip: bool = False,
+    mus: tuple[float, ...] = MUS,
+) -> torch.Tensor:
+    return sample(
+        model, conditioning(model, mus), sampler=sampler, steps=steps, eta=eta, seeds=seeds, clip=clip, progress=False
+    )
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
@@ -145,8 +169,10 @@ def test_discretisation_bias_vanishes_with_steps() -> None:
     """The derived expectation itself converges to the data distribution (so the tests above say
     that the samplers do, not only that they match a biased formula)."""
     for kind in ("ddim", "small"):
-        errors = [abs(expected_output(make_schedule("cosine", 1000, k), 0.2, S, stochastic=kind)[1] - S)
-                  for k in (10, 50, 200, 1000)]
+        errors = [
+            abs(expected_output(make_schedule("cosine", 1000, k), 0.2, S, stochastic=kind)[1] - S)
+            for k in (10, 50, 200, 1000)
+        ]
         assert errors == sorted(errors, reverse=True)
         assert errors[-1] < 0.01 * S
 
@@ -247,8 +273,9 @@ def test_respaced_chain_must_start_at_pure_noise() -> None:
         plan_sampling(model, sampler="ddim", steps=10, clip=True)
 
 
-@pytest.mark.parametrize("sampler, cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler),
-                                          ("dpmpp", DPMSolverMultistepScheduler)])
+@pytest.mark.parametrize(
+    "sampler, cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmpp", DPMSolverMultistepScheduler)]
+)
 @pytest.mark.parametrize("train_timesteps, steps", [(1000, 8), (4000, 10)])
 def test_record_rebuilds_the_scheduler(sampler: str, cls: type, train_timesteps: int, steps: int) -> None:
     """The JSON record rebuilds the scheduler that ran: same timesteps, same float32 tables, same step
@@ -261,7 +288,9 @@ def test_record_rebuilds_the_scheduler(sampler: str, cls: type, train_timesteps:
     assert record["scheduler"]["_class_name"] == cls.__name__
     ran, rebuilt = plan.scheduler(), rebuild_scheduler(record)
     assert rebuilt.timesteps.tolist() == ran.timesteps.tolist() == record["scheduler_timesteps"]
-    tables = ["betas", "alphas", "alphas_cumprod"] + (["alpha_t", "sigma_t", "lambda_t", "sigmas"] if sampler == "dpmpp" else [])
+    tables = ["betas", "alphas", "alphas_cumprod"] + (
+        ["alpha_t", "sigma_t", "lambda_t", "sigmas"] if sampler == "dpmpp" else []
+    )
     for name in tables:
         assert torch.equal(getattr(rebuilt, name), getattr(ran, name)), name
     t = int(ran.timesteps[0])
@@ -282,5 +311,5 @@ def test_schema_lists_every_sampler() -> None:
 
 def test_point_ids_know_every_sampler() -> None:
     """bench.points (light, no diffusers import) keeps its own name lists: they must match the registry."""
-    assert SAMPLER_NAMES == set(SAMPLERS)
-    assert SAMPLERS_WITH_ETA == {name for name, spec in SAMPLERS.items() if spec.takes_eta}
+    assert set(SAMPLERS) == SAMPLER_NAMES
+    assert {name for name, spec in SAMPLERS.items() if spec.takes_eta} == SAMPLERS_WITH_ETA

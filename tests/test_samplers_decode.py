@@ -23,6 +23,7 @@ from PIL import Image
 from bench.cli import main
 from bench.codec import MSHCodec
 from bench.codec.checkpoints import save_checkpoint
+from bench.decode_record import DecodeRecord
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder
 from bench.diffusion.train import save_decoder
 from tests.conftest import write_png
@@ -38,10 +39,22 @@ def tiny_msh(path: Path) -> MSHCodec:
     return MSHCodec.from_net(net.eval(), quality=1, device="cpu")
 
 
+def tiny_config(**overrides: object) -> DecoderConfig:
+    """A decoder for tiny_msh's latent: four levels, self-attention at the two lowest (H/8, H/16), cheap on the CPU."""
+    return DecoderConfig(
+        latent_channels=24,
+        num_channels=8,
+        channel_mult=(1, 1, 1, 2),
+        num_res_blocks=1,
+        num_heads=1,
+        train_timesteps=100,
+        respacing=None,
+        **overrides,
+    )
+
+
 def tiny_decoder(path: Path, codec: MSHCodec, p_uncond: float = 0.1, **overrides: object) -> DecoderConfig:
-    # four levels: self-attention sits at the two lowest (H/8, H/16), cheap on the CPU
-    config = DecoderConfig(latent_channels=24, num_channels=8, channel_mult=(1, 1, 1, 2), num_res_blocks=1, num_heads=1,
-                           train_timesteps=100, respacing=None, **overrides)
+    config = tiny_config(**overrides)
     torch.manual_seed(1)
     model = DiffusionDecoder(config)
     msh = {"checkpoint": "tiny", "quality": 1, "weights_hash": codec.weights_hash}
@@ -57,8 +70,8 @@ CONFIGS = {
 }
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> dict[str, Path]:
+def tiny_setup(tmp_path: Path) -> dict[str, Path]:
+    """A tiny MSH, one tiny decoder per CONFIGS entry, and the SIZES images encoded (paths by name)."""
     msh = tmp_path / "msh.pt"
     codec = tiny_msh(msh)
     decoders = {}
@@ -73,9 +86,28 @@ def setup(tmp_path: Path) -> dict[str, Path]:
     return {"msh": msh, "bits": bits, "tmp": tmp_path, **decoders}
 
 
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    return tiny_setup(tmp_path)
+
+
 def decode(setup: dict[str, Path], src: Path, out: str, *extra: str, decoder: str = "residual") -> int:
-    return main(["decode", str(src), out, "--decoder", "diffusion", "--checkpoint", str(setup["msh"]),
-                 "--decoder-checkpoint", str(setup[decoder]), "--device", "cpu", *extra])
+    return main(
+        [
+            "decode",
+            str(src),
+            out,
+            "--decoder",
+            "diffusion",
+            "--checkpoint",
+            str(setup["msh"]),
+            "--decoder-checkpoint",
+            str(setup[decoder]),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("decoder, sampler", [("residual", "ddim"), ("paper", "ddpm"), ("residual", "dpmpp")])
@@ -121,8 +153,9 @@ def test_single_file_is_repeatable_and_seeds_differ(setup: dict[str, Path]) -> N
         (["--sampler", "ddpm", "--steps", "2", "--guidance", "-1"], "'guidance'"),
     ],
 )
-def test_bad_arguments_exit_2_without_output(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
-                                             extra: list[str], message: str) -> None:
+def test_bad_arguments_exit_2_without_output(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     out = setup["tmp"] / "bad"
     assert decode(setup, setup["bits"], str(out), *extra) == 2
     assert message in capsys.readouterr().err
@@ -135,8 +168,21 @@ def test_decoder_of_another_codec_is_refused(setup: dict[str, Path], capsys: pyt
     object.__setattr__(codec, "weights_hash", "0" * 16)
     tiny_decoder(other, codec, **CONFIGS["residual"])
     out = setup["tmp"] / "x.png"
-    args = ["decode", str(setup["bits"] / "img0.bin"), str(out), "--decoder", "diffusion", "--checkpoint",
-            str(setup["msh"]), "--decoder-checkpoint", str(other), "--sampler", "ddim", "--steps", "2"]
+    args = [
+        "decode",
+        str(setup["bits"] / "img0.bin"),
+        str(out),
+        "--decoder",
+        "diffusion",
+        "--checkpoint",
+        str(setup["msh"]),
+        "--decoder-checkpoint",
+        str(other),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+    ]
     assert main(args) == 2
     assert "trained on MSH weights" in capsys.readouterr().err
     assert not out.exists()
@@ -145,12 +191,27 @@ def test_decoder_of_another_codec_is_refused(setup: dict[str, Path], capsys: pyt
 def test_start_level_zero_is_the_msh_reconstruction(setup: dict[str, Path]) -> None:
     """t0 = 0 runs no network step: the PNGs are those of the MSH decoder, pixel for pixel."""
     msh_out, t0_out = setup["tmp"] / "msh", setup["tmp"] / "t0"
-    assert main(["decode", str(setup["bits"]), str(msh_out), "--decoder", "msh", "--checkpoint", str(setup["msh"]),
-                 "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "decode",
+                str(setup["bits"]),
+                str(msh_out),
+                "--decoder",
+                "msh",
+                "--checkpoint",
+                str(setup["msh"]),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert decode(setup, setup["bits"], str(t0_out), "--sampler", "ddpm", "--steps", "4", "--t0", "0") == 0
     for i in range(len(SIZES)):
-        assert np.array_equal(np.asarray(Image.open(msh_out / f"img{i}.png")),
-                              np.asarray(Image.open(t0_out / f"img{i}.png")))  # fmt: skip
+        assert np.array_equal(
+            np.asarray(Image.open(msh_out / f"img{i}.png")), np.asarray(Image.open(t0_out / f"img{i}.png"))
+        )
     assert json.loads((t0_out / "decode_config.json").read_text())["sampling"]["network_evaluations"] == 0
 
 
@@ -167,8 +228,25 @@ def test_knobs_are_applied_and_recorded(setup: dict[str, Path]) -> None:
     assert not np.array_equal(np.asarray(Image.open(out / "img0.png")), np.asarray(Image.open(plain / "img0.png")))
 
 
-def test_guidance_without_conditioning_dropout_is_refused(setup: dict[str, Path],
-                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_the_decode_record_holds_the_diffusion_fields_the_tables_read(setup: dict[str, Path]) -> None:
+    out = setup["tmp"] / "recorded"
+    args = ["--sampler", "ddim", "--steps", "4", "--guidance", "2", "--record", str(out / "decode.json")]
+    assert decode(setup, setup["bits"], str(out), *args) == 0
+    record = DecodeRecord.read(out)
+    provenance = json.loads((out / "decode_config.json").read_text())
+    assert record is not None and record.decoder == "diffusion" and record.n_images == len(SIZES)
+    assert record.nfe == provenance["sampling"]["network_evaluations"] == 8
+    assert record.decoder_weights == provenance["decoder_checkpoint"]["weights_hash"]
+    assert (record.rho, record.batch_size, record.threads) == (
+        0.0,
+        provenance["batching"]["batch_size"],
+        provenance["batching"]["threads"],
+    )
+
+
+def test_guidance_without_conditioning_dropout_is_refused(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     codec = tiny_msh(setup["tmp"] / "msh-again.pt")  # the same seeded weights as setup["msh"]
     tiny_decoder(setup["tmp"] / "no-dropout.pt", codec, p_uncond=0.0, **CONFIGS["residual"])
     setup = {**setup, "no-dropout": setup["tmp"] / "no-dropout.pt"}
@@ -210,9 +288,28 @@ def test_threads_flag_wins_over_the_environment(setup: dict[str, Path]) -> None:
     for omp in ("1", "3"):
         out = setup["tmp"] / f"omp{omp}"
         env = {**os.environ, "OMP_NUM_THREADS": omp, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        cmd = [sys.executable, "-m", "bench", "--threads", "1", "decode", str(setup["bits"]), str(out),
-               "--decoder", "diffusion", "--checkpoint", str(setup["msh"]), "--decoder-checkpoint",
-               str(setup["residual"]), "--device", "cpu", "--sampler", "ddpm", "--steps", "2"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench",
+            "--threads",
+            "1",
+            "decode",
+            str(setup["bits"]),
+            str(out),
+            "--decoder",
+            "diffusion",
+            "--checkpoint",
+            str(setup["msh"]),
+            "--decoder-checkpoint",
+            str(setup["residual"]),
+            "--device",
+            "cpu",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "2",
+        ]
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         record = json.loads((out / "decode_config.json").read_text())
         assert record["batching"]["threads"] == 1

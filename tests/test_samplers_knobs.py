@@ -19,15 +19,32 @@ import torch
 from bench.diffusion.samplers import AVERAGING_STRIDE, plan_sampling, sample
 from bench.points import Knobs
 from bench.utils import BenchError
-from tests.test_samplers import MUS, SEEDS, S, Z_SE, AnalyticDecoder, conditioning, expected_output
+from tests.test_samplers import MUS, SEEDS, Z_SE, AnalyticDecoder, S, conditioning, expected_output
 
 LATENT = 2
 
 
-def run(model: AnalyticDecoder, sampler: str, steps: int, *, mus: tuple[float, ...] = MUS, seeds=SEEDS,
-        x_start: torch.Tensor | None = None, **knobs: float) -> torch.Tensor:
-    return sample(model, conditioning(model, mus), sampler=sampler, steps=steps, seeds=seeds, clip=False,
-                  knobs=Knobs(**knobs), x_start=x_start, progress=False)
+def run(
+    model: AnalyticDecoder,
+    sampler: str,
+    steps: int,
+    *,
+    mus: tuple[float, ...] = MUS,
+    seeds=SEEDS,
+    x_start: torch.Tensor | None = None,
+    **knobs: float,
+) -> torch.Tensor:
+    return sample(
+        model,
+        conditioning(model, mus),
+        sampler=sampler,
+        steps=steps,
+        seeds=seeds,
+        clip=False,
+        knobs=Knobs(**knobs),
+        x_start=x_start,
+        progress=False,
+    )
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpmpp"])
@@ -37,8 +54,9 @@ def test_guidance_one_and_zero_are_the_conditional_and_unconditional_models(samp
     by |mu| >= 0.2), and w = 0 is the model on zeroed conditioning."""
     model = AnalyticDecoder("sample")
     for w in (1.0, 0.0):
-        torch.testing.assert_close(run(model, sampler, 10, guidance=w), run(model, sampler, 10, guidance=w + 1e-6),
-                                   rtol=0, atol=1e-4)  # fmt: skip
+        torch.testing.assert_close(
+            run(model, sampler, 10, guidance=w), run(model, sampler, 10, guidance=w + 1e-6), rtol=0, atol=1e-4
+        )
     assert torch.equal(run(model, sampler, 10, guidance=0.0), run(model, sampler, 10, mus=(0.0,) * len(MUS)))
 
 
@@ -88,8 +106,10 @@ def test_distance_from_the_start_image_grows_with_t0(sampler: str) -> None:
     """From an image 0.8 away from the data mean, a longer partial chain moves further toward the data."""
     model = AnalyticDecoder("sample")
     x_start = torch.full((len(MUS), 3, 16 * LATENT, 16 * LATENT), 0.8) + torch.tensor(MUS).view(-1, 1, 1, 1)
-    distances = [float((run(model, sampler, 20, x_start=x_start, t0=t0) - x_start[:, None]).abs().mean())
-                 for t0 in (0.0, 0.1, 0.3, 0.6, 1.0)]
+    distances = [
+        float((run(model, sampler, 20, x_start=x_start, t0=t0) - x_start[:, None]).abs().mean())
+        for t0 in (0.0, 0.1, 0.3, 0.6, 1.0)
+    ]
     assert distances == sorted(distances) and distances[0] == 0.0, distances
     assert distances[-1] > 0.7  # the full chain ignores the start image: |N(-0.8, s²)| on average
 
@@ -99,8 +119,15 @@ def test_record_counts_network_evaluations_of_every_knob() -> None:
     steps = 10
     model_times = plan_sampling(model, sampler="ddpm", steps=steps, clip=True).record()["model_timesteps"]
     kept = sum(t <= 0.5 * (model.config.train_timesteps - 1) for t in model_times)
-    cases = {Knobs(): steps, Knobs(t0=0.5): kept, Knobs(t0=0.0): 0, Knobs(guidance=2.0): 2 * steps,
-             Knobs(guidance=0.0): steps, Knobs(n_avg=3): 3 * steps, Knobs(t0=0.5, guidance=3.0, n_avg=2): kept * 4}
+    cases = {
+        Knobs(): steps,
+        Knobs(t0=0.5): kept,
+        Knobs(t0=0.0): 0,
+        Knobs(guidance=2.0): 2 * steps,
+        Knobs(guidance=0.0): steps,
+        Knobs(n_avg=3): 3 * steps,
+        Knobs(t0=0.5, guidance=3.0, n_avg=2): kept * 4,
+    }
     for knobs, nfe in cases.items():
         record = plan_sampling(model, sampler="ddpm", steps=steps, clip=True, knobs=knobs).record()
         assert record["network_evaluations"] == nfe, knobs
@@ -109,8 +136,12 @@ def test_record_counts_network_evaluations_of_every_knob() -> None:
 
 def test_bad_knobs_name_the_key() -> None:
     model = AnalyticDecoder("sample")
-    for kwargs, key in (({"t0": 1.5}, "t0"), ({"t0": -0.2}, "t0"), ({"n_avg": 0}, "n_avg"),
-                        ({"guidance": -1.0}, "guidance")):  # fmt: skip
+    for kwargs, key in (
+        ({"t0": 1.5}, "t0"),
+        ({"t0": -0.2}, "t0"),
+        ({"n_avg": 0}, "n_avg"),
+        ({"guidance": -1.0}, "guidance"),
+    ):
         with pytest.raises(BenchError, match=f"'{key}'"):
             run(model, "ddpm", 4, **kwargs)
     with pytest.raises(BenchError, match="'t0'"):

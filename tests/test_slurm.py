@@ -85,8 +85,10 @@ def dry_run_resources(output: str) -> dict[str, dict[str, str]]:
     return resources
 
 
-@pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
-                    reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+    reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')",
+)
 def test_profiles_ask_for_gpus_only_for_gpu_rules(tmp_path: Path) -> None:
     plain = snakemake(tmp_path, "-n", "--workflow-profile", "none", "--config", "device=cuda")
     assert plain.result.returncode == 0, plain.output[-3000:]
@@ -117,8 +119,7 @@ def test_profiles_ask_for_gpus_only_for_gpu_rules(tmp_path: Path) -> None:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_ci_workflow_runs_as_slurm_jobs(slurm_cluster: LocalSlurm, ci_local_run: WorkflowRun,
-                                       tmp_path: Path) -> None:
+def test_ci_workflow_runs_as_slurm_jobs(slurm_cluster: LocalSlurm, ci_local_run: WorkflowRun, tmp_path: Path) -> None:
     assert ci_local_run.result.returncode == 0, ci_local_run.result.stderr[-6000:]
     run = run_on_cluster(slurm_cluster, tmp_path)
     print(f"CI DAG: local executor {ci_local_run.seconds:.0f} s, Slurm {run.seconds:.0f} s")
@@ -142,8 +143,9 @@ def test_ci_workflow_runs_as_slurm_jobs(slurm_cluster: LocalSlurm, ci_local_run:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_failing_cluster_job_stops_the_workflow(slurm_cluster: LocalSlurm, ci_local_run: WorkflowRun,
-                                                tmp_path: Path) -> None:
+def test_failing_cluster_job_stops_the_workflow(
+    slurm_cluster: LocalSlurm, ci_local_run: WorkflowRun, tmp_path: Path
+) -> None:
     assert ci_local_run.result.returncode == 0, ci_local_run.result.stderr[-6000:]
     # The local run's data, models and work, less one diffusion point's reconstructions, with the
     # decoder checkpoint corrupted (its time kept, so that only the removed point is out of date): the
@@ -160,8 +162,11 @@ def test_failing_cluster_job_stops_the_workflow(slurm_cluster: LocalSlurm, ci_lo
 
     assert run.result.returncode != 0, run.output[-6000:]
     assert job_counts(run.output) == {"decode_diffusion": 1, "metrics_diffusion": 1, "tables": 1}
-    failure = re.search(r"Error in rule decode_diffusion:.*?\n\s+log: (logs/decode/kodak/q1/ddim-k2-eta0-s0\.log)",
-                        run.output, flags=re.DOTALL)
+    failure = re.search(
+        r"Error in rule decode_diffusion:.*?\n\s+log: (logs/decode/kodak/q1/ddim-k2-eta0-s0\.log)",
+        run.output,
+        flags=re.DOTALL,
+    )
     assert failure, run.output[-6000:]
     log = tmp_path / failure.group(1)
     assert "cannot read decoder checkpoint models/decoder/q1.pt" in log.read_text(), log.read_text()

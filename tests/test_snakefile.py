@@ -31,17 +31,26 @@ def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_dry_run(config: Path, tmp_path: Path) -> None:
-    result = _snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), "--snakefile",
-                        str(REPO / "Snakefile"))
+    result = _snakemake(
+        "-n", "--configfile", str(config), "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "prepare_dataset" in result.stdout
+    # A dry run writes no file of the run: the config snapshot is the config_snapshot rule's output.
+    assert [path.name for path in tmp_path.iterdir()] in ([], [".snakemake"])
+
+
+def _snapshot(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run only the config_snapshot rule (``work/config.yaml``): what every step of that run reads."""
+    return _snakemake("work/config.yaml", "--cores", "1", *args)
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"sampling": {"grid": [{"sampler": "euler", "steps": [10]}]}}))
-    result = _snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), "--snakefile",
-                        str(REPO / "Snakefile"))
+    result = _snakemake(
+        "-n", "--configfile", str(bad), "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     with pytest.raises(BenchError) as cli:  # the CLI's message, word for word, and not the schema dump
@@ -54,8 +63,9 @@ def test_empty_config_file_is_rejected_as_by_the_cli(tmp_path: Path) -> None:
     """Snakemake refuses an empty --configfile; so does ``load_config`` (the CLI's --config)."""
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    result = _snakemake("-n", "--configfile", str(empty), "--directory", str(tmp_path), "--snakefile",
-                        str(REPO / "Snakefile"))
+    result = _snakemake(
+        "-n", "--configfile", str(empty), "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")
+    )
     assert result.returncode != 0 and "keys at top level" in result.stdout + result.stderr
     with pytest.raises(BenchError, match="got an empty file"):
         load_config(empty)
@@ -89,13 +99,31 @@ def test_byo_entries_are_checked_measured_in_place_and_tabled(tmp_path: Path) ->
     (mine / "bits").mkdir()
     (mine / "bits" / "kodim01.tfci").write_bytes(b"\x00" * 64)
     (mine / "bpp.csv").write_text("image,bpp\nkodim01,0.5\n")
-    config = _byo_config(tmp_path, [
-        {"name": "mine", "dataset": "kodak", "reconstructions": str(mine / "recon"), "bpp_table": str(mine / "bpp.csv"),
-         "label": "My codec", "quality": 2},
-        {"name": "bits", "dataset": "kodak", "reconstructions": str(mine / "recon"), "bitstreams": str(mine / "bits")},
-        {"name": "mine", "dataset": "div2k-valid", "reconstructions": str(mine / "recon"),
-         "bitstreams": str(mine / "bits")},  # div2k-valid is not evaluated by this config: no job
-    ])  # fmt: skip
+    config = _byo_config(
+        tmp_path,
+        [
+            {
+                "name": "mine",
+                "dataset": "kodak",
+                "reconstructions": str(mine / "recon"),
+                "bpp_table": str(mine / "bpp.csv"),
+                "label": "My codec",
+                "quality": 2,
+            },
+            {
+                "name": "bits",
+                "dataset": "kodak",
+                "reconstructions": str(mine / "recon"),
+                "bitstreams": str(mine / "bits"),
+            },
+            {
+                "name": "mine",
+                "dataset": "div2k-valid",
+                "reconstructions": str(mine / "recon"),
+                "bitstreams": str(mine / "bits"),
+            },  # div2k-valid is not evaluated by this config: no job
+        ],
+    )
     args = ["--configfile", str(config), "--directory", str(tmp_path / "run"), "--snakefile", str(REPO / "Snakefile")]
     dag = _snakemake("--dag", *args)
     assert dag.returncode == 0, dag.stdout + dag.stderr
@@ -108,13 +136,17 @@ def test_byo_entries_are_checked_measured_in_place_and_tabled(tmp_path: Path) ->
     dry = _snakemake("-n", "-p", *args)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     recon = shlex.quote(str(mine / "recon"))
-    assert (f"byo-check --reference data/eval/kodak --reconstructions {recon} --bpp-table "
-            f"{shlex.quote(str(mine / 'bpp.csv'))} --out work/kodak/byo/bpp/byo-mine.csv") in dry.stdout
+    assert (
+        f"byo-check --reference data/eval/kodak --reconstructions {recon} --bpp-table "
+        f"{shlex.quote(str(mine / 'bpp.csv'))} --out work/kodak/byo/bpp/byo-mine.csv"
+    ) in dry.stdout
     assert f"--bitstreams {shlex.quote(str(mine / 'bits'))} --out work/kodak/byo/bpp/byo-bits.csv" in dry.stdout
     measured = {point["labels"]["point"]: point for points in _metrics_points(dry.stdout) for point in points}
     assert measured["byo-mine"] == {
-        "reconstructions": str(mine / "recon"), "bpp_table": "work/kodak/byo/bpp/byo-mine.csv",
-        "out": "work/kodak/metrics/byo/byo-mine.csv", "summary": "work/kodak/metrics/byo/byo-mine_summary.csv",
+        "reconstructions": str(mine / "recon"),
+        "bpp_table": "work/kodak/byo/bpp/byo-mine.csv",
+        "out": "work/kodak/metrics/byo/byo-mine.csv",
+        "summary": "work/kodak/metrics/byo/byo-mine_summary.csv",
         "labels": {"dataset": "kodak", "codec": "My codec", "quality": "2", "point": "byo-mine"},
     }
     # The rate was checked by byo_check; no quality given: none labelled.
@@ -126,16 +158,18 @@ def test_byo_entries_are_checked_measured_in_place_and_tabled(tmp_path: Path) ->
 def test_a_byo_name_twice_for_one_dataset_is_rejected_naming_the_key(tmp_path: Path) -> None:
     entry = {"name": "mine", "dataset": "kodak", "reconstructions": "recon", "bpp_table": "bpp.csv"}
     config = _byo_config(tmp_path, [entry, {**entry, "bpp_table": "other.csv"}])
-    result = _snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), "--snakefile",
-                        str(REPO / "Snakefile"))
+    result = _snakemake(
+        "-n", "--configfile", str(config), "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")
+    )
     assert result.returncode != 0
     assert "'baselines.byo' names 'mine' twice for dataset 'kodak'" in result.stdout + result.stderr
 
 
 def _dry_run_rules(config: Path, workdir: Path) -> tuple[dict[str, int], str]:
     """Jobs per rule of a dry run (its "Job stats" table), and the whole output."""
-    result = _snakemake("-n", "--configfile", str(config), "--directory", str(workdir), "--snakefile",
-                        str(REPO / "Snakefile"))
+    result = _snakemake(
+        "-n", "--configfile", str(config), "--directory", str(workdir), "--snakefile", str(REPO / "Snakefile")
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     stats = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
@@ -143,15 +177,25 @@ def _dry_run_rules(config: Path, workdir: Path) -> tuple[dict[str, int], str]:
 
 
 def test_msh_source_auto_uses_the_zoo_files_when_present(
-    real_weights, tmp_path: Path  # noqa: ANN001 (tests.weight_files.WeightFiles)
+    real_weights,
+    tmp_path: Path,  # noqa: ANN001 (tests.weight_files.WeightFiles)
 ) -> None:
     """The default config's auto with the zoo files in $TORCH_HOME: exported (the job reads the
     zoo-format file), not trained; the CI config keeps `source: train` (its regression does not
     depend on what $TORCH_HOME holds)."""
     jobs, output = _dry_run_rules(REPO / "configs" / "default.yaml", tmp_path / "default")
     assert "train_msh" not in jobs and jobs["export_msh"] == 3 and "TRAINING a small MSH" not in output
-    result = _snakemake("models/msh/q1.pt", "--cores", "1", "--configfile", str(REPO / "configs" / "default.yaml"),
-                        "--directory", str(tmp_path / "default"), "--snakefile", str(REPO / "Snakefile"))
+    result = _snakemake(
+        "models/msh/q1.pt",
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "configs" / "default.yaml"),
+        "--directory",
+        str(tmp_path / "default"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr  # the job itself reads the zoo-format file
     saved = torch.load(tmp_path / "default" / "models" / "msh" / "q1.pt", map_location="cpu", weights_only=True)
     assert saved["source"] == "compressai-zoo" and saved["zoo_file"] == ZOO_FILES[1] and saved["M"] == 192
@@ -170,20 +214,31 @@ def test_msh_source_auto_trains_with_one_warning_without_zoo_files(
 
 def test_nested_config_overrides_are_typed(tmp_path: Path) -> None:
     """configs/paper.yaml's documented guidance override: Snakemake hands nested values over as strings."""
-    result = _snakemake("-n", "--configfile", str(REPO / "configs" / "paper.yaml"), "--directory", str(tmp_path),
-                        "--snakefile", str(REPO / "Snakefile"), "--config", "decoder={train: {p_uncond: 0.1}}",
-                        "sampling={grid: [{sampler: ddim, steps: [10], guidance: [2.0]}]}", "msh={source: train}")
+    result = _snapshot(
+        "--configfile",
+        str(REPO / "configs" / "paper.yaml"),
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--config",
+        "decoder={train: {p_uncond: 0.1}}",
+        "sampling={grid: [{sampler: ddim, steps: [10], guidance: [2.0]}]}",
+        "msh={source: train}",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    (written,) = (tmp_path / "work" / "configs").glob("*.yaml")
-    config = yaml.safe_load(written.read_text())
+    config = _run_config(tmp_path)
     assert config["decoder"]["train"]["p_uncond"] == 0.1 and config["decoder"]["train"]["steps"] == 1500000
     assert config["sampling"]["grid"][0]["steps"] == [10] and config["sampling"]["grid"][0]["guidance"] == [2.0]
 
 
 def _run_config(workdir: Path) -> dict[str, object]:
-    """The validated config a Snakemake run in ``workdir`` handed its steps (its ``work/configs`` snapshot)."""
-    (snapshot,) = (workdir / "work" / "configs").glob("*.yaml")
-    return yaml.safe_load(snapshot.read_text())
+    """The validated config a Snakemake run in ``workdir`` handed its steps (its ``work/config.yaml``
+    snapshot, and the one copy named by its hash, which holds the same)."""
+    (archived,) = (workdir / "work" / "configs").glob("*.yaml")
+    current = yaml.safe_load((workdir / "work" / "config.yaml").read_text())
+    assert yaml.safe_load(archived.read_text()) == current
+    return current
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
@@ -199,8 +254,9 @@ def test_a_configfile_is_the_whole_config_wherever_snakemake_runs(config: Path, 
     shutil.copytree(REPO / "configs", checkout_like / "configs")
     elsewhere = tmp_path / "elsewhere"
     for workdir in (checkout_like, elsewhere):
-        result = _snakemake("-n", "--configfile", str(config), "--directory", str(workdir), "--snakefile",
-                            str(REPO / "Snakefile"))
+        result = _snapshot(
+            "--configfile", str(config), "--directory", str(workdir), "--snakefile", str(REPO / "Snakefile")
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     expected = load_config(config)
     expected["msh"]["source"] = _run_config(elsewhere)["msh"]["source"]  # `auto` is resolved at parse time
@@ -211,8 +267,7 @@ def test_a_configfile_is_the_whole_config_wherever_snakemake_runs(config: Path, 
 def test_without_a_configfile_the_default_config_runs_from_any_folder(tmp_path: Path) -> None:
     """No ``--configfile``: the checkout's ``configs/default.yaml``, found beside the Snakefile, not in
     the working directory (``--directory`` elsewhere works); ``--config`` overrides still apply."""
-    result = _snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                        "--config", "seed=7")
+    result = _snapshot("--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"), "--config", "seed=7")
     assert result.returncode == 0, result.stdout + result.stderr
     expected = load_config(REPO / "configs" / "default.yaml") | {"seed": 7}
     expected["msh"]["source"] = _run_config(tmp_path)["msh"]["source"]

@@ -74,7 +74,7 @@ def test_the_upstream_loaders_read_the_files(real_weights: WeightFiles) -> None:
     vgg16(weights=VGG16_Weights.IMAGENET1K_V1)
     FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])  # no path: torch.hub's cache
     for quality in ZOO_QUALITIES:
-        assert mbt2018_mean(quality, pretrained=True, progress=False).M == (192 if quality <= 4 else 320)
+        assert (192 if quality <= 4 else 320) == mbt2018_mean(quality, pretrained=True, progress=False).M
     assert all(hash_problem(real_weights.checkpoints / name) is None for name in registered_hashes())
 
 
@@ -88,9 +88,24 @@ def test_metrics_without_random_backbones_run_and_say_real(real_weights: WeightF
     out, summary = tmp_path / "per_image.csv", tmp_path / "summary.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RandomBackboneWarning)
-        code = main(["metrics", "--reference", str(tmp_path / "reference"), "--reconstructions",
-                     str(tmp_path / "reconstructions"), "--out", str(out), "--summary", str(summary),
-                     "--no-download", "--no-swd", "--no-niqe", "--device", "cpu"])  # fmt: skip
+        code = main(
+            [
+                "metrics",
+                "--reference",
+                str(tmp_path / "reference"),
+                "--reconstructions",
+                str(tmp_path / "reconstructions"),
+                "--out",
+                str(out),
+                "--summary",
+                str(summary),
+                "--no-download",
+                "--no-swd",
+                "--no-niqe",
+                "--device",
+                "cpu",
+            ]
+        )
     assert code == 0
     row = pd.read_csv(summary).iloc[0]
     assert row["lpips_backbone"] == row["dists_backbone"] == row["fid_backbone"] == "real"
@@ -135,8 +150,9 @@ def test_inception_features_kid_and_fid_equal_torch_fidelity_on_the_same_patches
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     ours, f_x, f_y = _fid_both_ways()
-    kid = kid_features_to_metric(f_x, f_y, kid_subsets=100, kid_subset_size=ours["n_patches"], rng_seed=0,
-                                 verbose=False)  # fmt: skip
+    kid = kid_features_to_metric(
+        f_x, f_y, kid_subsets=100, kid_subset_size=ours["n_patches"], rng_seed=0, verbose=False
+    )
     fid, kid_ours = ours["fid_nonoverlap_p32"], ours["kid_nonoverlap_p32"]
     assert ours["n_patches"] == 8 and fid > 1e-3 and kid_ours > 1e-6  # features that tell the images apart
     assert kid_ours == pytest.approx(kid["kernel_inception_distance_mean"], rel=1e-6, abs=1e-9)
@@ -207,8 +223,22 @@ def test_export_msh_reads_the_zoo_file_and_records_it(real_weights: WeightFiles,
     write_png(images / "a.png", 64, 64)
     assert main(["encode", str(images), str(tmp_path / "bits"), "--quality", "1", "--checkpoint", str(out)]) == 0
     record = tmp_path / "rec" / "decode.json"
-    assert main(["decode", str(tmp_path / "bits"), str(tmp_path / "rec"), "--decoder", "msh", "--checkpoint",
-                 str(out), "--record", str(record)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "decode",
+                str(tmp_path / "bits"),
+                str(tmp_path / "rec"),
+                "--decoder",
+                "msh",
+                "--checkpoint",
+                str(out),
+                "--record",
+                str(record),
+            ]
+        )
+        == 0
+    )
     (digest,) = registered_hashes()[ZOO_FILES[1]]
     expected = f"zoo:{ZOO_FILES[1]}:sha256={digest[:16]}:{load_codec(1, checkpoint=out).weights_hash}"
     assert json.loads(record.read_text())["msh_weights"] == expected

@@ -48,8 +48,19 @@ def test_ci_workflow_matches_reference(ci_local_run: WorkflowRun) -> None:
 
 
 def test_compare_reports_changed_numbers() -> None:
-    base = pd.DataFrame([{"dataset": "kodak", "codec": "mbt2018-mean", "quality": 1, "point": "msh",
-                          "bpp": 0.2, "psnr": 25.0, "nfe": 0}])
+    base = pd.DataFrame(
+        [
+            {
+                "dataset": "kodak",
+                "codec": "mbt2018-mean",
+                "quality": 1,
+                "point": "msh",
+                "bpp": 0.2,
+                "psnr": 25.0,
+                "nfe": 0,
+            }
+        ]
+    )
     assert compare(base, base) == []
     changed = base.assign(psnr=25.5)
     assert compare(changed, base) == [
@@ -60,8 +71,19 @@ def test_compare_reports_changed_numbers() -> None:
 
 def test_compare_reports_a_changed_setting() -> None:
     """A run decoded under other threads or another batch size is not comparable: compare says which."""
-    base = pd.DataFrame([{"dataset": "kodak", "codec": "mbt2018-mean", "quality": 1, "point": "ddim-k2-eta0-s0",
-                          "psnr": 15.0, "batch_size": 2, "threads": 1}])
+    base = pd.DataFrame(
+        [
+            {
+                "dataset": "kodak",
+                "codec": "mbt2018-mean",
+                "quality": 1,
+                "point": "ddim-k2-eta0-s0",
+                "psnr": 15.0,
+                "batch_size": 2,
+                "threads": 1,
+            }
+        ]
+    )
     assert compare(base, base) == []
     assert compare(base.assign(threads=2), base) == [
         "kodak/mbt2018-mean/1/ddim-k2-eta0-s0 threads: run under 2, reference under 1 (the numbers depend on it)"

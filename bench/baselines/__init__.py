@@ -42,7 +42,13 @@ DATA_DIR = Path(__file__).resolve().parent
 METRIC_COLUMNS: tuple[str, ...] = ("bpp", "psnr", "ms_ssim", "lpips", "dists", "fid", "kid", "swd", "niqe")
 SOURCE_COLUMNS: tuple[str, ...] = ("protocol", "source_repo", "source_path", "source_commit", "source_note")
 COLUMNS: tuple[str, ...] = (
-    "dataset", "source_dataset", "codec", "point", "quality", *METRIC_COLUMNS, *SOURCE_COLUMNS,
+    "dataset",
+    "source_dataset",
+    "codec",
+    "point",
+    "quality",
+    *METRIC_COLUMNS,
+    *SOURCE_COLUMNS,
 )
 
 

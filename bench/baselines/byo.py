@@ -19,7 +19,6 @@ entries, :func:`entry_labels` gives the table labels of an entry's rows.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -29,9 +28,9 @@ from typing import Any
 import pandas as pd
 
 from bench.images import load_rgb, open_image, png_bit_depth
-from bench.metrics.rates import BPP_COLUMNS, file_bpp, read_bpp_table
+from bench.metrics.rates import file_bpp, read_bpp_table
 from bench.points import Point, format_point
-from bench.utils import BenchError, atomic_path, short_list
+from bench.utils import BenchError, short_list
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,9 @@ def image_size(path: Path, *, require_rgb: bool = False) -> tuple[int, int]:
         height, width = load_rgb(path).shape[:2]
         return width, height
     if mode != "RGB" or png_bit_depth(path) != 8:
-        raise BenchError(f"{path} is a {'16-bit RGB' if mode == 'RGB' else mode} image; save reconstructions as "
-                         "8-bit RGB PNGs")
+        raise BenchError(
+            f"{path} is a {'16-bit RGB' if mode == 'RGB' else mode} image; save reconstructions as 8-bit RGB PNGs"
+        )
     return size
 
 
@@ -152,29 +152,3 @@ def entry_labels(entry: Mapping[str, Any]) -> dict[str, str]:
     if entry.get("quality") is not None:
         labels["quality"] = str(entry["quality"])
     return labels
-
-
-def _cmd_byo_check(args: argparse.Namespace) -> int:
-    table = check_byo(args.reference, args.reconstructions, bitstreams=args.bitstreams, bpp_table=args.bpp_table)
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            table[list(BPP_COLUMNS)].to_csv(tmp, index=False)
-    log.info("%s: %d images OK, mean %.4f bpp", args.reconstructions, len(table), table["bpp"].mean())
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``byo-check``."""
-    parser = subparsers.add_parser(
-        "byo-check",
-        help="check a bring-your-own codec's reconstructions and rates before measuring them",
-        description="Check that a folder of foreign reconstructions matches the reference images (names, "
-        "8-bit RGB PNGs of the same size) and that every image has a rate (a bitstream file or a bpp table row).",
-    )
-    parser.add_argument("--reference", required=True, metavar="DIR", help="folder of reference PNGs")
-    parser.add_argument("--reconstructions", required=True, metavar="DIR", help="folder of decoded PNGs, same names")
-    rate = parser.add_mutually_exclusive_group(required=True)
-    rate.add_argument("--bitstreams", metavar="DIR", help="one file per image, named after it (any suffix)")
-    rate.add_argument("--bpp-table", metavar="CSV", help="CSV with columns image,bpp")
-    parser.add_argument("--out", metavar="CSV", help="write the per-image image,bpp table here")
-    parser.set_defaults(func=_cmd_byo_check)

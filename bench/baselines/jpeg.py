@@ -23,7 +23,6 @@ Two ways to pick the quality:
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 from collections.abc import Callable
@@ -116,8 +115,12 @@ def _compress(
 def compress_folder(reference: str | Path, quality: int, bitstreams: str | Path, out: str | Path) -> pd.DataFrame:
     """JPEG every reference PNG at one ``quality``; returns the per-image table (:data:`TABLE_COLUMNS`)."""
     check_quality(quality)
-    return _compress(Path(reference), Path(bitstreams), Path(out),
-                     lambda _name, image: (quality, encode(image, quality), float("nan")))
+    return _compress(
+        Path(reference),
+        Path(bitstreams),
+        Path(out),
+        lambda _name, image: (quality, encode(image, quality), float("nan")),
+    )
 
 
 def compress_folder_matched(
@@ -132,37 +135,3 @@ def compress_folder_matched(
         return quality, data, targets[name] * 8 / (image.width * image.height)
 
     return _compress(Path(reference), Path(bitstreams), Path(out), choose)
-
-
-def _cmd_jpeg(args: argparse.Namespace) -> int:
-    if args.match_bpp_from is not None:
-        table = compress_folder_matched(args.reference, args.match_bpp_from, args.bitstreams, args.out)
-    else:
-        table = compress_folder(args.reference, args.quality, args.bitstreams, args.out)
-    if args.table:
-        with atomic_path(args.table) as tmp:
-            table.to_csv(tmp, index=False)
-    log.info("JPEG: %d images, mean %.4f bpp", len(table), table["bpp"].mean())
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``jpeg``."""
-    parser = subparsers.add_parser(
-        "jpeg",
-        help="the JPEG baseline (Pillow): bitstreams and decoded PNGs at one quality or at matched bitrates",
-        description="Encode every reference PNG with JPEG (4:2:0, optimised Huffman tables), write the JPEG "
-        "bytes as BITS/{image}.bin and the decoded image as OUT/{image}.png.",
-    )
-    parser.add_argument("--reference", required=True, metavar="DIR", help="folder of reference PNGs")
-    how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--quality", type=int, metavar="Q", help="one JPEG quality (1-100) for every image")
-    how.add_argument(
-        "--match-bpp-from",
-        metavar="BITSDIR",
-        help="per image, the quality whose size is closest to the image's bitstream in this folder",
-    )
-    parser.add_argument("--bitstreams", required=True, metavar="DIR", help="where the JPEG files go ({image}.bin)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="where the decoded PNGs go")
-    parser.add_argument("--table", metavar="CSV", help="per-image table: quality, bytes, bpp (and target bpp)")
-    parser.set_defaults(func=_cmd_jpeg)

@@ -74,8 +74,9 @@ def check_inputs(paths: Sequence[Path]) -> None:
     if len(problems) == 1 and len(paths) == 1:
         raise BenchError(problems[0])
     if problems:
-        raise BenchError(f"{len(problems)} of {len(paths)} images cannot be encoded, nothing was written: "
-                         f"{short_list(problems)}")
+        raise BenchError(
+            f"{len(problems)} of {len(paths)} images cannot be encoded, nothing was written: {short_list(problems)}"
+        )
 
 
 def write_png(x: Tensor, path: str | os.PathLike) -> Path:
@@ -200,9 +201,7 @@ def encode_path(
     return {Path(src).stem: encode_file(codec, src, dst)}
 
 
-def decode_path(
-    codec: MSHCodec, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4
-) -> list[Path]:
+def decode_path(codec: MSHCodec, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4) -> list[Path]:
     """:func:`decode_dir` when ``src`` is a folder, else :func:`decode_file` (``dst`` is then the .png)."""
     if Path(src).is_dir():
         return decode_dir(codec, src, dst, batch_size=batch_size)

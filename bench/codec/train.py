@@ -5,17 +5,15 @@ parameters and a second Adam on the entropy bottleneck's quantiles driven by the
 (``net_aux_optimizer``), gradient clipping, and ``update(force=True)`` before the model is saved
 so its entropy-coder tables match the final weights.
 
-Kill-safe: every ``checkpoint_every`` steps, and at once on SIGTERM, the full training state
-(weights, both optimisers, torch RNG, step) goes to ``OUT.partial``; a rerun with the same settings
-resumes from it and produces the same weights as an uninterrupted run. The crop stream is a pure
-function of the seed, so resuming skips the batches already used. ``OUT`` itself is written once, at the end.
+Kill-safe (:mod:`bench.training`): the state saved to ``OUT.partial`` is the weights, both
+optimisers, the torch RNG and the step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,25 +23,17 @@ from compressai.losses import RateDistortionLoss
 from compressai.models import MeanScaleHyperprior
 from compressai.optimizers import net_aux_optimizer
 from torch import Tensor
-from tqdm import tqdm
 
 from bench.codec.checkpoints import ZOO_LAMBDAS, build_model, check_quality, save_checkpoint, zoo_size
-from bench.data import RandomCrops, crop_batches
-from bench.utils import (
-    BenchError,
-    Terminated,
-    check_writable,
-    deferred_sigterm,
-    interrupted_message,
-    progress_options,
-    resolve_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
+from bench.training import (
+    crop_stream,
+    load_partial,
+    partial_path,
+    refuse_changed_settings,
+    run_steps,
+    settings_changes,
 )
-
-# Settings that may change between a kill and the resumed run without changing the result.
-_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
+from bench.utils import check_writable, resolve_device, rng_state, seed_everything, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -76,13 +66,9 @@ class MSHTrainConfig:
         return cls(quality=check_quality(quality), **values)
 
 
-def partial_path(out: Path) -> Path:
-    """Where the resumable training state of ``out`` lives while training runs."""
-    return out.with_name(out.name + ".partial")
-
-
-def _save(path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.optim.Optimizer],
-          cfg: MSHTrainConfig, step: int) -> None:
+def _save(
+    path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.optim.Optimizer], cfg: MSHTrainConfig, step: int
+) -> None:
     save_checkpoint(
         path,
         net,
@@ -96,18 +82,13 @@ def _save(path: Path, net: MeanScaleHyperprior, optimizers: dict[str, torch.opti
     )
 
 
-def _resume(path: Path, cfg: MSHTrainConfig, net: MeanScaleHyperprior,
-            optimizers: dict[str, torch.optim.Optimizer]) -> int:
+def _resume(
+    path: Path, cfg: MSHTrainConfig, net: MeanScaleHyperprior, optimizers: dict[str, torch.optim.Optimizer]
+) -> int:
     """Restore weights, optimisers and RNG from a partial checkpoint; return its step."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = state["config"]
-    except Exception as err:  # a torn or foreign file: say which and how to start over
-        raise BenchError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
-    changed = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed)
-        raise BenchError(f"{path} was trained with other settings ({diffs}); delete it to start over")
+    keys = ("config", "state_dict", "optimizer", "aux_optimizer", "rng", "step")
+    state = load_partial(path, keys, weights_only=True)
+    refuse_changed_settings(path, sorted(settings_changes(state["config"], dataclasses.asdict(cfg))))
     net.load_state_dict(state["state_dict"])
     optimizers["net"].load_state_dict(state["optimizer"])
     optimizers["aux"].load_state_dict(state["aux_optimizer"])
@@ -115,8 +96,13 @@ def _resume(path: Path, cfg: MSHTrainConfig, net: MeanScaleHyperprior,
     return int(state["step"])
 
 
-def _train_step(net: MeanScaleHyperprior, criterion: RateDistortionLoss,
-                optimizers: dict[str, torch.optim.Optimizer], x: Tensor, grad_clip: float | None) -> dict[str, float]:
+def _train_step(
+    net: MeanScaleHyperprior,
+    criterion: RateDistortionLoss,
+    optimizers: dict[str, torch.optim.Optimizer],
+    x: Tensor,
+    grad_clip: float | None,
+) -> dict[str, float]:
     """One compressai training step: RD loss on the network, aux loss on the bottleneck quantiles."""
     net.train()
     optimizers["net"].zero_grad()
@@ -129,20 +115,15 @@ def _train_step(net: MeanScaleHyperprior, criterion: RateDistortionLoss,
     aux_loss = net.aux_loss()
     aux_loss.backward()
     optimizers["aux"].step()
-    return {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
-            "mse": losses["mse_loss"].item(), "aux": aux_loss.item()}
+    return {
+        "loss": losses["loss"].item(),
+        "bpp": losses["bpp_loss"].item(),
+        "mse": losses["mse_loss"].item(),
+        "aux": aux_loss.item(),
+    }
 
 
-def _batches(images: Sequence[Path], cfg: MSHTrainConfig, skip: int) -> Iterator[Tensor]:
-    """The seeded crop-batch stream, ``skip`` batches in (what a resumed run has already seen)."""
-    batches = crop_batches(RandomCrops(images, cfg.crop, seed=cfg.seed), cfg.batch_size)
-    for _ in range(skip):
-        next(batches)
-    return batches
-
-
-def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLike,
-              *, device: str = "auto") -> Path:
+def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLike, *, device: str = "auto") -> Path:
     """Train (or resume training) an MSH model on random crops of ``images`` and save it to ``out``."""
     out = Path(out)
     device_ = resolve_device(device)
@@ -155,19 +136,21 @@ def train_msh(cfg: MSHTrainConfig, images: Sequence[Path], out: str | os.PathLik
     partial = partial_path(out)
     check_writable(out)
     step = _resume(partial, cfg, net, optimizers) if partial.is_file() else 0
-    batches = _batches(images, cfg, skip=step)
-    with tqdm(initial=step, total=cfg.steps, desc=f"train-msh q{cfg.quality}", unit="it", **progress_options()) as bar, \
-            deferred_sigterm() as terminated:
-        while step < cfg.steps:
-            stats = _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", bpp=f"{stats['bpp']:.3f}", mse=f"{stats['mse']:.5f}",
-                            refresh=False)
-            if (step % cfg.checkpoint_every == 0 or terminated()) and step < cfg.steps:
-                _save(partial, net, optimizers, cfg, step)
-            if terminated() and step < cfg.steps:
-                raise Terminated(interrupted_message(step, partial))
+    batches = crop_stream(images, cfg.crop, cfg.batch_size, cfg.seed, skip=step)
+    step = run_steps(
+        step=step,
+        total=cfg.steps,
+        desc=f"train-msh q{cfg.quality}",
+        train_step=lambda: _train_step(net, criterion, optimizers, next(batches).to(device_), cfg.grad_clip),
+        save_partial=lambda at: _save(partial, net, optimizers, cfg, at),
+        partial=partial,
+        checkpoint_every=cfg.checkpoint_every,
+        postfix=lambda stats: {
+            "loss": f"{stats['loss']:.4f}",
+            "bpp": f"{stats['bpp']:.3f}",
+            "mse": f"{stats['mse']:.5f}",
+        },
+    )
     net.update(force=True)
     _save(out, net, optimizers, cfg, step)
     partial.unlink(missing_ok=True)

@@ -1,1 +1,2 @@
-"""Conditional diffusion decoder: noise schedules, latent decoder, UNet, training (see issue 14)."""
+"""Conditional diffusion decoder: noise schedules, latent decoder, UNet, training, the samplers
+and the decode pipeline."""

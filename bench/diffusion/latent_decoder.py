@@ -102,12 +102,12 @@ class LatentDecoder(nn.Module):
             trunk_stages = gs_stages(latent_channels, gs_channels)
             trunk_in = [latent_channels, gs_channels, gs_channels, gs_channels]
             trunk_out = [gs_channels, gs_channels, gs_channels, 3]
-            self.taps = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(trunk_out, out_channels))
+            self.taps = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(trunk_out, out_channels, strict=True))
         else:
             trunk_in = [latent_channels, *out_channels[:-1]]
             trunk_stages = [
                 nn.Sequential(nn.ConvTranspose2d(c, o, 3, stride=2, padding=1, output_padding=1), nn.ReLU())
-                for c, o in zip(trunk_in, out_channels)
+                for c, o in zip(trunk_in, out_channels, strict=True)
             ]
             self.taps = None
         self.blocks = nn.ModuleList(LatentResBlock(c, emb_channels, zero_last=self.from_gs) for c in trunk_in)
@@ -118,14 +118,14 @@ class LatentDecoder(nn.Module):
         """Copy the codec's ``g_s`` weights into the trunk (g_s-initialised layout only)."""
         if not self.from_gs:
             raise ValueError("this latent decoder was not built with a g_s trunk")
-        for stage, state in zip(self.stages, gs_state_dict_to_stages(gs_state)):
+        for stage, state in zip(self.stages, gs_state_dict_to_stages(gs_state), strict=True):
             stage.load_state_dict(state, strict=True)
 
     def trunk(self, y_hat: torch.Tensor, emb: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The trunk's activation after each stage, from H/8 to H (for g_s-initialised trunks the last
         one is, at initialisation, the codec's reconstruction in [0, 1])."""
         h, outs = y_hat, []
-        for block, stage in zip(self.blocks, self.stages):
+        for block, stage in zip(self.blocks, self.stages, strict=True):
             h = stage(block(h, emb))
             outs.append(h)
         return outs
@@ -134,5 +134,5 @@ class LatentDecoder(nn.Module):
         """Conditioning maps keyed by UNet level (0 = full resolution … 3 = H/8)."""
         acts = self.trunk(y_hat, emb)
         if self.taps is not None:
-            acts = [tap(a) for tap, a in zip(self.taps, acts)]
+            acts = [tap(a) for tap, a in zip(self.taps, acts, strict=True)]
         return {NUM_STAGES - 1 - k: a for k, a in enumerate(acts)}

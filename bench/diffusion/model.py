@@ -97,7 +97,9 @@ class DecoderConfig:
         return cls(**d)
 
     @classmethod
-    def from_section(cls, model_section: dict[str, Any], latent_channels: int, gs_channels: int | None) -> DecoderConfig:
+    def from_section(
+        cls, model_section: dict[str, Any], latent_channels: int, gs_channels: int | None
+    ) -> DecoderConfig:
         """Build from a validated config's ``decoder.model`` section and the codec's widths."""
         gs = gs_channels if model_section.get("init_latent_decoder_from_gs") else None
         return cls.from_dict({**model_section, "latent_channels": latent_channels, "gs_channels": gs})

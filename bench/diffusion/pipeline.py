@@ -43,9 +43,9 @@ from bench.codec import (
 )
 from bench.codec.files import read_stream
 from bench.diffusion.model import Condition, DiffusionDecoder, load_decoder
+from bench.diffusion.samplers import SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.images import shape_batches
 from bench.points import Knobs
-from bench.diffusion.samplers import SamplingPlan, check_seeds, plan_sampling, sample_with_plan
 from bench.utils import BenchError, atomic_path, code_version, device_description, progress_options, sha256_file
 
 FOLDER_RECORD = "decode_config.json"
@@ -88,7 +88,9 @@ def plan_job(src: str | os.PathLike, dst: str | os.PathLike, seeds: Sequence[int
         raise BenchError(f"'seeds' repeat a seed: {seeds}")
     dst = str(dst)
     if len(seeds) > 1 and SEED_FIELD not in dst:
-        raise BenchError(f"several seeds {seeds} need '{SEED_FIELD}' in the output path (e.g. out/ddpm-k100-s{{seed}}), got {dst}")
+        raise BenchError(
+            f"several seeds {seeds} need '{SEED_FIELD}' in the output path (e.g. out/ddpm-k100-s{{seed}}), got {dst}"
+        )
     outputs = seed_outputs(dst, seeds)
     folder = Path(src).is_dir()
     if not folder and any(out.is_dir() for out in outputs.values()):
@@ -220,6 +222,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class DiffusionDecode:
+    """What a diffusion decode wrote, and the fields of its decode record (the same for every seed)."""
+
+    written: list[Path]
+    nfe: int  # network evaluations per image and reconstruction
+    decoder_weights: str
+    rho: float | None
+    batch_size: int
+    threads: int
+
+
 def decode_diffusion(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -236,8 +250,9 @@ def decode_diffusion(
     batch_size: int = 4,
     knobs: Knobs = Knobs(),
     compile_model: bool = False,
-) -> list[Path]:
-    """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder; returns the PNGs written.
+) -> DiffusionDecode:
+    """Decode a ``.bin`` file (or a folder of them) with the diffusion decoder: the PNGs written and
+    the record fields.
 
     Every argument and every container is checked before the first output is written.
     ``compile_model`` compiles the UNet (:func:`compile_unet`); the record says so.
@@ -268,8 +283,15 @@ def decode_diffusion(
 
     digests = {path: sha256_file(path) for path in job.streams}
     msh_source = "pretrained" if pretrained else str(msh_checkpoint)
+    batching = batching_record(job.streams, batches, batch_size)
     for seed in job.seeds:
-        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests) | {
-            "compiled": compile_model, "batching": batching_record(job.streams, batches, batch_size)}
-        _write_json(job.record_path(seed), record)
-    return written
+        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests)
+        _write_json(job.record_path(seed), record | {"compiled": compile_model, "batching": batching})
+    return DiffusionDecode(
+        written=written,
+        nfe=plan.record()["network_evaluations"],
+        decoder_weights=model.checkpoint_info["weights_hash"],
+        rho=model.checkpoint_info.get("rho_effective"),
+        batch_size=batching["batch_size"],
+        threads=batching["threads"],
+    )

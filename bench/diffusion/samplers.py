@@ -216,7 +216,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     ),
     "dpmpp": SamplerSpec(
         name="dpmpp",
-        description="DPM-Solver++ (2nd-order multistep, deterministic) on the full training schedule (beyond the paper)",
+        description="DPM-Solver++ (2nd-order multistep, deterministic) on the full training schedule "
+        "(beyond the paper)",
         build=_build_dpmpp,
         respaced=False,
         takes_eta=False,
@@ -366,7 +367,9 @@ def rebuild_scheduler(sampling: dict[str, Any]) -> SchedulerMixin:
     config = sampling["scheduler"]
     cls = getattr(diffusers, config["_class_name"], None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        raise BenchError(f"the record names scheduler {config['_class_name']!r}, unknown to diffusers {diffusers.__version__}")
+        raise BenchError(
+            f"the record names scheduler {config['_class_name']!r}, unknown to diffusers {diffusers.__version__}"
+        )
     scheduler = _exact_tables(
         cls.from_config(config),
         torch.tensor(config["trained_betas"], dtype=torch.float64),
@@ -389,7 +392,9 @@ def plan_sampling(
     check_guidance(model, knobs)
     prediction_type = model.config.prediction_type
     if prediction_type not in PREDICTION_TYPES:
-        raise BenchError(f"decoder prediction_type {prediction_type!r} has no sampler mapping; known: {sorted(PREDICTION_TYPES)}")
+        raise BenchError(
+            f"decoder prediction_type {prediction_type!r} has no sampler mapping; known: {sorted(PREDICTION_TYPES)}"
+        )
     full = model.noise_schedule(respacing=None)
     if steps > full.num_steps:
         raise BenchError(f"'steps'={steps} exceeds the decoder's {full.num_steps} training timesteps")
@@ -449,12 +454,11 @@ def denoise_loop(
     channels = x.shape[1]
     model_times = plan.schedule.to_model_time(scheduler.timesteps.long())
     for t, model_t in tqdm(
-        list(zip(scheduler.timesteps.tolist(), model_times.tolist()))[start:],
+        list(zip(scheduler.timesteps.tolist(), model_times.tolist(), strict=True))[start:],
         desc=f"{plan.spec.name}-{plan.steps}",
         unit="step",
         leave=False,
-        disable=not progress,
-        **progress_options(),
+        **(progress_options(nested=True) if progress else {"disable": True}),
     ):
         out = denoise(x, torch.full((x.shape[0],), model_t, dtype=torch.long, device=x.device))
         if not plan.reads_variance:
@@ -480,7 +484,9 @@ def guided_denoiser(
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         conditional, unconditional = model(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
-        mean = unconditional[:, :IMAGE_CHANNELS] + guidance * (conditional[:, :IMAGE_CHANNELS] - unconditional[:, :IMAGE_CHANNELS])
+        mean = unconditional[:, :IMAGE_CHANNELS] + guidance * (
+            conditional[:, :IMAGE_CHANNELS] - unconditional[:, :IMAGE_CHANNELS]
+        )
         return torch.cat([mean, conditional[:, IMAGE_CHANNELS:]], dim=1)
 
     return denoise

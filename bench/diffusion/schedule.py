@@ -122,12 +122,12 @@ class NoiseSchedule:
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""
         return (
-            self.coefficient("sqrt_abar", t, x0.ndim) * x0
-            + self.coefficient("sqrt_one_minus_abar", t, x0.ndim) * noise
+            self.coefficient("sqrt_abar", t, x0.ndim) * x0 + self.coefficient("sqrt_one_minus_abar", t, x0.ndim) * noise
         )
 
     def target(self, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """What a network of ``prediction_type`` (diffusers' names) should output for ``x_t = q_sample(x0, t, noise)``."""
+        """What a network of ``prediction_type`` (diffusers' names) should output for
+        ``x_t = q_sample(x0, t, noise)``."""
         if prediction_type == "epsilon":
             return noise
         if prediction_type == "sample":
@@ -139,7 +139,9 @@ class NoiseSchedule:
             )
         raise ValueError(f"unknown prediction type {prediction_type!r}")
 
-    def predict_x0(self, prediction_type: str, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict_x0(
+        self, prediction_type: str, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         """The x0 estimate implied by a ``prediction_type`` output at ``x_t`` (not clipped)."""
         if prediction_type == "sample":
             return output

@@ -14,8 +14,8 @@ One step, as the paper's improved-diffusion code does it with the frozen MSH cod
 4. loss on the crop's pixels (padding excluded) = L1 or L2 between the output and its target,
    weighted per sample by min-SNR (see :func:`min_snr_weight`), + the variational-bound term with a
    stop-gradient on the mean when sigma is learned (improved DDPM's hybrid loss, λ = 0.001 on the
-   full bound, i.e. ``N/1000`` on the per-step term of an N-step schedule) + ``rho`` × LPIPS(VGG) between the crop and the
-   clamped x0 prediction.
+   full bound, i.e. ``N/1000`` on the per-step term of an N-step schedule) + ``rho`` × LPIPS(VGG)
+   between the crop and the clamped x0 prediction.
 
 AdamW, gradient clipping, EMA weights (what :func:`bench.diffusion.model.load_decoder` returns),
 bf16 autocast and channels_last on CUDA only. Kill-safe like ``train-msh``: every
@@ -26,23 +26,21 @@ it and ends with the same weights as an uninterrupted run. ``OUT`` is written on
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from bench.codec import MSHCodec, load_codec, pad, training_latent, unpad
 from bench.config import load_config, with_overrides
-from bench.data import RandomCrops, crop_batches, list_images
+from bench.data import list_images
 from bench.diffusion.model import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -51,15 +49,12 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
+from bench.training import crop_stream, load_partial, partial_path, refuse_changed_settings, run_steps, settings_changes
 from bench.utils import (
     BenchError,
-    Terminated,
     atomic_torch_save,
     check_writable,
     code_version,
-    deferred_sigterm,
-    interrupted_message,
-    progress_options,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -71,8 +66,6 @@ log = logging.getLogger(__name__)
 
 VGG_WEIGHTS = "vgg16-397923af.pth"  # torchvision's VGG16 ImageNet weights, LPIPS(VGG)'s backbone
 LAMBDA_VB = 1e-3  # improved DDPM's weight of the full variational bound in the hybrid loss
-# Train settings that may change between a kill and the resumed run without changing the result.
-_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 
 
 @dataclass(frozen=True)
@@ -108,11 +101,6 @@ class DecoderTrainConfig:
         return cls(quality=quality, **values)
 
 
-def partial_path(out: Path) -> Path:
-    """Where the resumable training state of ``out`` lives while training runs."""
-    return out.with_name(out.name + ".partial")
-
-
 # ----------------------------------------------------------------------------- loss terms
 
 
@@ -143,7 +131,8 @@ def perceptual_loss(rho: float, allow_random_backbones: bool) -> tuple[nn.Module
         log.warning(
             "!!! %s: training WITHOUT the LPIPS term (effective rho = 0 instead of %s); "
             "the checkpoint records rho_effective = 0 !!!",
-            problem, rho,
+            problem,
+            rho,
         )
         return None, 0.0
     import lpips  # heavy import, only when the term is used
@@ -370,22 +359,16 @@ def _save_partial(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
 
 
 def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
-    """Restore a run from a partial checkpoint written with the same settings."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = {"train": state["train"], "msh": state["msh"], "config": state["config"]}
-    except Exception as err:  # a torn or foreign file: say which and how to start over
-        raise BenchError(f"cannot resume from {path} ({type(err).__name__}: {err}); delete it to start over") from None
-    now = {"train": meta["train"], "msh": meta["msh"], "config": run.model.config.to_dict()}
-    changed = [
-        f"{section}.{k}: {saved[section].get(k)!r} -> {v!r}"
-        for section in ("train", "config", "msh")
-        for k, v in now[section].items()
-        if saved[section].get(k) != v and not (section == "train" and k in _RESUMABLE_CHANGES)
-        and not (section == "msh" and k == "checkpoint")
+    """Restore a run from a partial checkpoint written with the same settings (the MSH checkpoint's
+    path may change; its weights hash may not)."""
+    keys = ("train", "msh", "config", "model", "ema_state", "optimizer", "rng", "step")
+    state = load_partial(path, keys, weights_only=False)
+    changes = [
+        *settings_changes(state["train"], meta["train"], "train."),
+        *settings_changes(state["config"], run.model.config.to_dict(), "config.", ignore=()),
+        *settings_changes(state["msh"], meta["msh"], "msh.", ignore={"checkpoint"}),
     ]
-    if changed:
-        raise BenchError(f"{path} was trained with other settings ({', '.join(changed)}); delete it to start over")
+    refuse_changed_settings(path, changes)
     run.model.load_state_dict(state["model"])
     run.ema.load_state_dict(state["ema_state"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -393,16 +376,14 @@ def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     run.step = int(state["step"])
 
 
-def _batches(images: Sequence[Path], cfg: DecoderTrainConfig, skip: int) -> Iterator[Tensor]:
-    """The seeded crop-batch stream, ``skip`` batches in (what a resumed run has already seen)."""
-    batches = crop_batches(RandomCrops(images, cfg.crop, seed=cfg.seed), cfg.batch_size)
-    for _ in range(skip):
-        next(batches)
-    return batches
-
-
-def train_step(run: TrainRun, schedule: NoiseSchedule, batch: TrainBatch, cfg: DecoderTrainConfig,
-               lpips_net: nn.Module | None, rho: float) -> dict[str, float]:
+def train_step(
+    run: TrainRun,
+    schedule: NoiseSchedule,
+    batch: TrainBatch,
+    cfg: DecoderTrainConfig,
+    lpips_net: nn.Module | None,
+    rho: float,
+) -> dict[str, float]:
     """One optimiser step with the NaN guard, gradient clipping and the EMA update (public: ``bench.gpu_check``
     times exactly the step that training takes)."""
     run.model.train()
@@ -466,18 +447,19 @@ def train_decoder(
         _resume(partial, run, meta)
         log.info("resuming %s from step %d", partial, run.step)
     schedule = model.noise_schedule()
-    batches = _batches(images, cfg, skip=run.step)
-    with tqdm(initial=run.step, total=cfg.steps, desc=f"train-decoder q{cfg.quality}", unit="it", **progress_options()) as bar, \
-            deferred_sigterm() as terminated:
-        while run.step < cfg.steps:
-            batch = prepare_batch(codec, next(batches).to(device))
-            stats = train_step(run, schedule, batch, cfg, lpips_net, rho)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
-            if (run.step % cfg.checkpoint_every == 0 or terminated()) and run.step < cfg.steps:
-                _save_partial(partial, run, meta)
-            if terminated() and run.step < cfg.steps:
-                raise Terminated(interrupted_message(run.step, partial))
+    batches = crop_stream(images, cfg.crop, cfg.batch_size, cfg.seed, skip=run.step)
+    run_steps(
+        step=run.step,
+        total=cfg.steps,
+        desc=f"train-decoder q{cfg.quality}",
+        train_step=lambda: train_step(
+            run, schedule, prepare_batch(codec, next(batches).to(device)), cfg, lpips_net, rho
+        ),
+        save_partial=lambda _: _save_partial(partial, run, meta),
+        partial=partial,
+        checkpoint_every=cfg.checkpoint_every,
+        postfix=lambda stats: {k: f"{v:.4f}" for k, v in stats.items()},
+    )
     save_decoder(out, config, run.ema.shadow, **meta, step=run.step)
     partial.unlink(missing_ok=True)
     return out
@@ -503,26 +485,3 @@ def train_from_config(
     codec = load_codec(quality, checkpoint=msh_checkpoint, device=config["device"])
     model_config = DecoderConfig.from_section(config["decoder"]["model"], codec.net.M, codec.net.N)
     return train_decoder(model_config, cfg, codec, msh_checkpoint, list_images(data), out)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    out = train_from_config(
-        args.config, args.quality, args.msh_checkpoint, args.data, args.out,
-        steps=args.steps, device=args.device, seed=args.seed,
-    )
-    print(f"decoder written to {out}")
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train-decoder``."""
-    p = subparsers.add_parser("train-decoder", help="train the conditional diffusion decoder for one MSH quality")
-    p.add_argument("--config", required=True, help="YAML config (its decoder section and seed are used)")
-    p.add_argument("--quality", type=int, required=True, help="MSH quality the decoder is trained for")
-    p.add_argument("--msh-checkpoint", required=True, help="frozen MSH codec weights (from train-msh)")
-    p.add_argument("--data", required=True, help="folder of training PNGs (random crops are taken)")
-    p.add_argument("--out", required=True, help="decoder checkpoint to write (OUT.partial while training)")
-    p.add_argument("--steps", type=int, help="override decoder.train.steps")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
-    p.add_argument("--seed", type=int, help="override the config's seed")
-    p.set_defaults(func=_cmd_train)

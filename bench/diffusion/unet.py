@@ -241,7 +241,7 @@ class UNet(nn.Module):
         h = self.input_conv(x)
         skips = [h]
         current_level = -1
-        for block, level in zip(self.down, self.down_level):
+        for block, level in zip(self.down, self.down_level, strict=True):
             if level != current_level:
                 current_level = level
                 if level in features:

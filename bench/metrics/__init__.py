@@ -7,7 +7,7 @@
 - :mod:`bench.metrics.columns` — the protocol-named FID/KID column names (light: the report reads them).
 - :mod:`bench.metrics.aggregate` — bootstrap CIs and table writing.
 - :mod:`bench.metrics.evaluate` — folders in, the per-image and summary tables out.
-- :mod:`bench.metrics.cli` — ``python -m bench metrics``.
+- :mod:`bench.commands.metrics` — ``python -m bench metrics``.
 
 This package imports neither the codec nor the diffusion decoder.
 """

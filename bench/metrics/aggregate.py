@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-
 CI_LEVEL = 0.95
 
 

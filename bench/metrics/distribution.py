@@ -248,4 +248,3 @@ class PatchFID:
     def _named(self, values: dict[str, float]) -> dict[str, float]:
         """``{"fid": v, ...}`` under the protocol-named column names."""
         return {protocol_column(name, self.protocol, self.patch_size): value for name, value in values.items()}
-

@@ -25,8 +25,8 @@ PNGs are measured exactly like ours.
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -74,10 +74,32 @@ BACKBONE_OF: dict[str, str] = {"lpips": "alexnet", "dists": "vgg16", "fid": "inc
 
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {
-    "image", "height", "width", "bpp", "n_images", "psnr", "ms_ssim", "lpips", "dists", "niqe", "niqe_reference",
-    "fid", "kid", "kid_std", "n_patches", "kid_subset_size", "fid_warning", "fid_protocol", "patch_size",
-    "bootstrap", "seed", "code_version", "config_hash", "device", "niqe_model",
-}  # fmt: skip
+    "image",
+    "height",
+    "width",
+    "bpp",
+    "n_images",
+    "psnr",
+    "ms_ssim",
+    "lpips",
+    "dists",
+    "niqe",
+    "niqe_reference",
+    "fid",
+    "kid",
+    "kid_std",
+    "n_patches",
+    "kid_subset_size",
+    "fid_warning",
+    "fid_protocol",
+    "patch_size",
+    "bootstrap",
+    "seed",
+    "code_version",
+    "config_hash",
+    "device",
+    "niqe_model",
+}
 
 
 @dataclass(frozen=True)
@@ -141,7 +163,6 @@ class MetricsTables:
 
     per_image: pd.DataFrame
     summary: pd.DataFrame
-
 
 
 def _pngs_by_stem(folder: Path, role: str) -> dict[str, Path]:
@@ -377,14 +398,16 @@ def evaluate(
     device = resolve_device(options.device)
     started, clock = time.perf_counter(), Stopwatch()
     with clock("reading"):
-        loaded = [_load_pair(pair) for pair in tqdm(pairs, desc="reading images", unit="image", leave=False,
-                                                     **progress_options())]  # fmt: skip
+        loaded = [
+            _load_pair(pair)
+            for pair in tqdm(pairs, desc="reading images", unit="image", leave=False, **progress_options(nested=True))
+        ]
     if meters is None:
         with clock("backbones"):
             meters = Meters.build(options, device)
     patch_fid = meters.patch_fid(options)
     rows: list[dict[str, Any]] = []
-    for pair, (reference, _) in zip(pairs, loaded):
+    for pair, (reference, _) in zip(pairs, loaded, strict=True):
         height, width = reference.shape[:2]
         rows.append({"image": pair.stem, "height": height, "width": width})
         if pair.bitstream is not None:
@@ -393,8 +416,13 @@ def evaluate(
             rows[-1]["bpp"] = pair.bpp
     cached, cache_file = None, None
     if patch_fid is not None and reference_cache is not None:
-        settings = {"patch_size": options.patch_size, "protocol": options.fid_protocol, "batch_size": options.batch_size,
-                    "device": str(device), "stems": [pair.stem for pair in pairs]}  # fmt: skip
+        settings = {
+            "patch_size": options.patch_size,
+            "protocol": options.fid_protocol,
+            "batch_size": options.batch_size,
+            "device": str(device),
+            "stems": [pair.stem for pair in pairs],
+        }
         cache_file = cache_path(reference_cache, cache_key([r for r, _ in loaded], patch_fid.extractor, settings))
         cached = load_reference_features(cache_file)
         batches = sum(1 for _ in shape_batches([r.shape for r, _ in loaded], options.batch_size))
@@ -410,7 +438,7 @@ def evaluate(
             dataset_level.update(patch_fid.compute())
         dataset_level.update(fid_protocol=options.fid_protocol, patch_size=options.patch_size)
     if options.swd:
-        references, reconstructions = zip(*loaded)
+        references, reconstructions = zip(*loaded, strict=True)
         patches = options.swd_patches_per_level or SWD_DEFAULT_PATCHES
         with clock("swd"):
             dataset_level.update(
@@ -486,8 +514,9 @@ def run_metrics(
         None if bpp_table is None else Path(bpp_table),
         dict(labels or {}),
     )
-    return run_metrics_points(reference_dir, [point], options=options, config_hash=config_hash,
-                              reference_cache=reference_cache)[0]
+    return run_metrics_points(
+        reference_dir, [point], options=options, config_hash=config_hash, reference_cache=reference_cache
+    )[0]
 
 
 def run_metrics_points(
@@ -516,8 +545,9 @@ def run_metrics_points(
     results = []
     for number, (point, pairs) in enumerate(zip(points, matched, strict=True), start=1):
         logger.info("point %d of %d: %s", number, len(points), point.reconstructions)
-        tables = evaluate(pairs, options, labels=point.labels, config_hash=config_hash,
-                          reference_cache=reference_cache, meters=meters)
+        tables = evaluate(
+            pairs, options, labels=point.labels, config_hash=config_hash, reference_cache=reference_cache, meters=meters
+        )
         write_tables({point.out: tables.per_image, point.summary_path: tables.summary})
         results.append(tables)
     return results

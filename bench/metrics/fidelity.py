@@ -38,8 +38,7 @@ def ms_ssim(reference: Tensor, reconstruction: Tensor) -> Tensor:
     height, width = reference.shape[-2:]
     if min(height, width) < MS_SSIM_MIN_SIDE:
         warnings.warn(
-            f"MS-SSIM needs images with the shorter side >= {MS_SSIM_MIN_SIDE} px; "
-            f"{width}x{height} images get NaN",
+            f"MS-SSIM needs images with the shorter side >= {MS_SSIM_MIN_SIDE} px; {width}x{height} images get NaN",
             RuntimeWarning,
             stacklevel=2,
         )

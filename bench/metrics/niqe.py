@@ -172,9 +172,7 @@ def size_limit(min_blocks: int = MIN_BLOCKS) -> str:
     )
 
 
-def niqe(
-    image: np.ndarray, *, model: str | PristineModel = DEFAULT_MODEL, min_blocks: int = MIN_BLOCKS
-) -> float:
+def niqe(image: np.ndarray, *, model: str | PristineModel = DEFAULT_MODEL, min_blocks: int = MIN_BLOCKS) -> float:
     """NIQE of one image (lower is more natural).
 
     Args:
@@ -225,9 +223,7 @@ def niqe_features(gray: np.ndarray, *, diagonal_right_is_left: bool = False) -> 
     rows, cols = (side // BLOCK_SIZE * BLOCK_SIZE for side in gray.shape)
     full = gray[:rows, :cols]
     scales = ((full, BLOCK_SIZE), (imresize_half(full), BLOCK_SIZE // 2))
-    return np.hstack(
-        [_block_features(mscn(img), block, diagonal_right_is_left) for img, block in scales]
-    )
+    return np.hstack([_block_features(mscn(img), block, diagonal_right_is_left) for img, block in scales])
 
 
 def mscn(gray: np.ndarray) -> np.ndarray:
@@ -285,8 +281,12 @@ def model_file(source: PristineModelSource, *, download: bool, mirror: str | os.
     if download:
         cached.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fetch_url(source.url, cached, check=sha256_is(source.sha256),
-                      fix=f"put {source.filename} into {cached.parent} or set BENCH_DATA_MIRROR")
+            fetch_url(
+                source.url,
+                cached,
+                check=sha256_is(source.sha256),
+                fix=f"put {source.filename} into {cached.parent} or set BENCH_DATA_MIRROR",
+            )
             return cached
         except BenchError as err:
             logger.info("%s", err)

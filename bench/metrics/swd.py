@@ -117,7 +117,7 @@ def swd(
     directions = torch.Generator().manual_seed(seed)
     per_level = [
         1e3 * _sliced_wasserstein(a, b, _random_directions(n_repeats, a.shape[1], n_directions, directions).to(dev))
-        for a, b in zip(ref_desc, rec_desc)
+        for a, b in zip(ref_desc, rec_desc, strict=True)
     ]
     result = {"swd": float(np.mean(per_level))}
     result.update({f"swd_level{k}": value for k, value in enumerate(per_level)})
@@ -188,7 +188,9 @@ def _descriptors(
     offsets = torch.arange(-half, half + 1, device=device)
     per_level: list[list[Tensor]] = [[] for _ in range(levels)]
     counts = _split_budget(budget, len(images))
-    for image, count in zip(tqdm(images, desc=f"SWD {label}", leave=False, **progress_options()), counts):
+    for image, count in zip(
+        tqdm(images, desc=f"SWD {label}", leave=False, **progress_options(nested=True)), counts, strict=True
+    ):
         tensor = torch.tensor(image, dtype=torch.float32, device=device).permute(2, 0, 1).unsqueeze(0)
         for level, band in enumerate(laplacian_pyramid(tensor, levels)):
             band = band[0]

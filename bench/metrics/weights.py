@@ -22,9 +22,7 @@ load the file resolved here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import urllib.request
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +32,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.utils import BenchError, atomic_path
+from bench.download import ChecksumMismatch, download, sha256_is
+from bench.utils import BenchError
 from bench.weight_files import hash_problem, name_hash
 
 logger = logging.getLogger(__name__)
@@ -99,25 +98,17 @@ def checkpoint_dir() -> Path:
 
 
 def download_backbone(backbone: Backbone, dest_dir: Path, timeout: float = 30.0) -> Path:
-    """Download ``backbone`` into ``dest_dir`` atomically and check the hash prefix in its name.
+    """Download ``backbone`` into ``dest_dir`` through :func:`bench.download.download` (resumable,
+    checked against the hash prefix in its name before it gets its name).
 
-    Raises ``OSError`` (``URLError`` included) when the network is unreachable or the transfer fails,
-    and :class:`BenchError` when the bytes do not match the hash in the file name.
+    Raises :class:`~bench.download.ChecksumMismatch` when the bytes do not match, and BenchError
+    (one line naming the URL) when the network or the server fails.
     """
     dest = dest_dir / backbone.filename
-    digest = hashlib.sha256()
     logger.info("downloading %s weights for %s from %s", backbone.name, backbone.used_by, backbone.url)
-    with urllib.request.urlopen(backbone.url, timeout=timeout) as response, atomic_path(dest) as tmp:
-        with open(tmp, "wb") as out:
-            while block := response.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-        expected = backbone.sha256_prefix
-        if expected is not None and not digest.hexdigest().startswith(expected):
-            raise BenchError(
-                f"downloaded {backbone.filename} has sha256 {digest.hexdigest()[:12]}..., expected {expected}...; "
-                "the download is corrupt, try again"
-            )
+    check = sha256_is(backbone.sha256_prefix) if backbone.sha256_prefix is not None else None
+    fix = f"put {backbone.filename} into {dest_dir} by hand"
+    download(backbone.url, dest, fix=fix, check=check, timeout=timeout)
     return dest
 
 
@@ -146,8 +137,10 @@ def resolve_backbones(
         if not path.is_file() and download:
             try:
                 path = download_backbone(backbone, folder, timeout)
-            except OSError as err:
-                logger.info("could not download %s: %s", backbone.filename, err)
+            except ChecksumMismatch:
+                raise
+            except BenchError as err:  # offline or unreachable: treated as missing (listed below)
+                logger.info("%s", err)
         if not path.is_file():
             reason = f"{backbone.filename} (for {backbone.used_by}, from {backbone.url}) is not in {folder}"
             unusable[name] = (backbone, reason)
@@ -215,4 +208,3 @@ def seeded_random_init(module: nn.Module, seed: int) -> None:
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
                 if layer.bias is not None:
                     layer.bias.zero_()
-

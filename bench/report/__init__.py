@@ -7,16 +7,14 @@ with a 300-dpi PNG beside it, written atomically, with one colour per method acr
 """
 
 from bench.report.build import write_rdp_figure, write_samples_figure, write_tradeoff_figure
-from bench.report.cli import add_commands
 from bench.report.figures import Plot, plot_rdp, plot_tradeoff, save_figure
 from bench.report.samples import Crop, default_selection, plot_samples
-from bench.report.style import axis_label, method_color, method_key
 from bench.report.series import load_summary, summary_series
+from bench.report.style import axis_label, method_color, method_key
 
 __all__ = [
     "Crop",
     "Plot",
-    "add_commands",
     "axis_label",
     "default_selection",
     "load_summary",

@@ -39,8 +39,12 @@ def write_rdp_figure(
     published: bool = True,
 ) -> Plot:
     """``figures/rdp_{dataset}.pdf`` (+ PNG): rate against each metric, published baselines included."""
-    return write_figure(summary, out, dataset, lambda table, name: plot_rdp(
-        table, load_published(name) if published else None, metrics=metrics, dataset=name))  # fmt: skip
+    return write_figure(
+        summary,
+        out,
+        dataset,
+        lambda table, name: plot_rdp(table, load_published(name) if published else None, metrics=metrics, dataset=name),
+    )
 
 
 def write_tradeoff_figure(
@@ -52,8 +56,12 @@ def write_tradeoff_figure(
     distortion: str = "psnr",
 ) -> Plot:
     """``figures/tradeoff_{dataset}.pdf`` (+ PNG): the distortion-realism plane at each bitrate."""
-    return write_figure(summary, out, dataset, lambda table, name: plot_tradeoff(
-        table, perception=perception, distortion=distortion, dataset=name))  # fmt: skip
+    return write_figure(
+        summary,
+        out,
+        dataset,
+        lambda table, name: plot_tradeoff(table, perception=perception, distortion=distortion, dataset=name),
+    )
 
 
 def write_samples_figure(

@@ -22,7 +22,6 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.build import write_figure
 from bench.report.figures import NFE_NOTE, Plot, draw_tradeoff_panel, per_bitrate_panels
-from bench.report.style import metric_spec
 from bench.report.series import (
     has_values,
     metric_axis_label,
@@ -30,6 +29,7 @@ from bench.report.series import (
     with_patch_metrics,
     with_point_columns,
 )
+from bench.report.style import metric_spec
 from bench.utils import BenchError
 
 COST_METRICS: tuple[str, ...] = ("lpips", "fid", "swd", "psnr")

@@ -34,17 +34,6 @@ from matplotlib.lines import Line2D
 
 from bench.metrics.columns import patch_label
 from bench.points import KNOB_DEFAULTS
-from bench.report.style import (
-    KNOB_STYLES,
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
-    RC_PARAMS,
-    axis_label,
-    method_color,
-    method_name,
-    metric_spec,
-    shade,
-)
 from bench.report.series import (
     FIGURE_PATCH_METRICS,
     Series,
@@ -60,6 +49,17 @@ from bench.report.series import (
     summary_series,
     with_patch_metrics,
     with_point_columns,
+)
+from bench.report.style import (
+    KNOB_STYLES,
+    PANEL_HEIGHT,
+    PANEL_WIDTH,
+    RC_PARAMS,
+    axis_label,
+    method_color,
+    method_name,
+    metric_spec,
+    shade,
 )
 from bench.utils import BenchError, atomic_path
 
@@ -164,13 +164,27 @@ def _finish_legend(grid: Grid, handles: Sequence[Line2D], title: str | None, not
     for ax in {grid.legend, grid.notes}:
         ax.axis("off")
     grid.legend.legend(
-        handles=list(handles), loc="upper center" if grid.wide_legend else "upper left",
-        ncols=3 if grid.wide_legend else 1, frameon=False, title=title, alignment="left", handlelength=2.2,
+        handles=list(handles),
+        loc="upper center" if grid.wide_legend else "upper left",
+        ncols=3 if grid.wide_legend else 1,
+        frameon=False,
+        title=title,
+        alignment="left",
+        handlelength=2.2,
         borderaxespad=0.0,
-    )  # fmt: skip
+    )
     if notes:
-        grid.notes.text(0.0, 0.0, "\n".join(f"• {note}" for note in notes), transform=grid.notes.transAxes,
-                        ha="left", va="bottom", fontsize=7, color="0.3", wrap=True)  # fmt: skip
+        grid.notes.text(
+            0.0,
+            0.0,
+            "\n".join(f"• {note}" for note in notes),
+            transform=grid.notes.transAxes,
+            ha="left",
+            va="bottom",
+            fontsize=7,
+            color="0.3",
+            wrap=True,
+        )
 
 
 def _errors(rows: pd.DataFrame, metric: str) -> np.ndarray | None:
@@ -188,10 +202,15 @@ def _handle(series: Series, *, line: bool = True) -> Line2D:
     """A legend entry that looks like the series' line and marker."""
     linestyle = ":" if series.published else (KNOB_STYLES[series.knob].linestyle if series.knob else "-")
     return Line2D(
-        [], [], color=series.color, marker=series.marker, linestyle=linestyle if line else "",
-        markerfacecolor="none" if series.published else series.color, label=series.label,
+        [],
+        [],
+        color=series.color,
+        marker=series.marker,
+        linestyle=linestyle if line else "",
+        markerfacecolor="none" if series.published else series.color,
+        label=series.label,
         markersize=7 if series.marker == "*" else None,
-    )  # fmt: skip
+    )
 
 
 def _draw_rate_series(ax: Axes, series: Series, metric: str) -> None:
@@ -200,11 +219,28 @@ def _draw_rate_series(ax: Axes, series: Series, metric: str) -> None:
         return
     x, y = rows["bpp"].to_numpy(float), rows[metric].to_numpy(float)
     if series.published:
-        ax.plot(x, y, linestyle=":", linewidth=0.8, color=series.color, marker=series.marker,
-                markerfacecolor="none", markersize=7 if series.marker == "*" else None, zorder=3)  # fmt: skip
+        ax.plot(
+            x,
+            y,
+            linestyle=":",
+            linewidth=0.8,
+            color=series.color,
+            marker=series.marker,
+            markerfacecolor="none",
+            markersize=7 if series.marker == "*" else None,
+            zorder=3,
+        )
         return
-    ax.errorbar(x, y, yerr=_errors(rows, metric), color=series.color, marker=series.marker, capsize=1.5,
-                elinewidth=0.6, zorder=4)  # fmt: skip
+    ax.errorbar(
+        x,
+        y,
+        yerr=_errors(rows, metric),
+        color=series.color,
+        marker=series.marker,
+        capsize=1.5,
+        elinewidth=0.6,
+        zorder=4,
+    )
 
 
 def _rate_window(summary: pd.DataFrame) -> tuple[float, float]:
@@ -215,8 +251,9 @@ def _rate_window(summary: pd.DataFrame) -> tuple[float, float]:
     return low - margin, high + margin
 
 
-def _published_notes(theirs: Sequence[Series], drawn: Sequence[str], summary: pd.DataFrame,
-                     window: tuple[float, float]) -> list[str]:  # fmt: skip
+def _published_notes(
+    theirs: Sequence[Series], drawn: Sequence[str], summary: pd.DataFrame, window: tuple[float, float]
+) -> list[str]:
     """Why published numbers that exist are not on the figure (random backbone, other scale, other rates)."""
     notes = []
     for metric in drawn:
@@ -284,8 +321,15 @@ def plot_rdp(
             if metric == "niqe" and has_values(summary, "niqe_reference"):
                 reference = float(pd.to_numeric(summary["niqe_reference"], errors="coerce").mean())
                 ax.axhline(reference, color="0.5", linestyle="--", linewidth=0.8, zorder=1)
-                ax.annotate("originals", (1.0, reference), xycoords=("axes fraction", "data"), ha="right",
-                            va="bottom", fontsize=7, color="0.4")  # fmt: skip
+                ax.annotate(
+                    "originals",
+                    (1.0, reference),
+                    xycoords=("axes fraction", "data"),
+                    ha="right",
+                    va="bottom",
+                    fontsize=7,
+                    color="0.4",
+                )
             ax.set_xlabel("Rate [bpp]")
             ax.set_ylabel(metric_axis_label(summary, metric))
         _finish_legend(grid, handles, dataset, notes)
@@ -312,8 +356,17 @@ def draw_tradeoff_panel(
         points = series.rows.dropna(subset=[metric, distortion])
         if points.empty:
             continue
-        ax.errorbar(points[metric], points[distortion], xerr=_errors(points, metric), yerr=_errors(points, distortion),
-                    color=series.color, marker=series.marker, markersize=7, linestyle="", zorder=5)  # fmt: skip
+        ax.errorbar(
+            points[metric],
+            points[distortion],
+            xerr=_errors(points, metric),
+            yerr=_errors(points, distortion),
+            color=series.color,
+            marker=series.marker,
+            markersize=7,
+            linestyle="",
+            zorder=5,
+        )
         ax.axhline(float(points[distortion].mean()), color=series.color, linestyle=":", linewidth=0.7, zorder=1)
     diffusion = rows[rows["decoder"] == "diffusion"]
     for curve in _sampler_curves(diffusion[is_plain(diffusion)]):
@@ -346,19 +399,45 @@ def _draw_curve(
         return
     x, y, nfe = points[metric].to_numpy(float), points[distortion].to_numpy(float), _nfe(points)
     linestyle = KNOB_STYLES[curve.knob].linestyle if curve.knob else "-"
-    ax.errorbar(x, y, xerr=_errors(points, metric), yerr=_errors(points, distortion), color=curve.color,
-                linewidth=0.9, linestyle=linestyle, marker="", zorder=3)  # fmt: skip
+    ax.errorbar(
+        x,
+        y,
+        xerr=_errors(points, metric),
+        yerr=_errors(points, distortion),
+        color=curve.color,
+        linewidth=0.9,
+        linestyle=linestyle,
+        marker="",
+        zorder=3,
+    )
     diffusion = (points["decoder"] == "diffusion").to_numpy()
     sizes = NFE_SIZE[0] + NFE_SIZE[1] * np.log2(np.maximum(nfe, 1.0))
     colors = [shade(method_color(curve.method), positions.get((curve.method, steps))) for steps in points["steps"]]
-    ax.scatter(x[diffusion], y[diffusion], s=sizes[diffusion], c=[c for c, d in zip(colors, diffusion) if d],
-               marker=curve.marker, edgecolors="white", linewidths=0.4, zorder=4)  # fmt: skip
+    ax.scatter(
+        x[diffusion],
+        y[diffusion],
+        s=sizes[diffusion],
+        c=[c for c, d in zip(colors, diffusion, strict=True) if d],
+        marker=curve.marker,
+        edgecolors="white",
+        linewidths=0.4,
+        zorder=4,
+    )
     for xi, yi, label, size in zip(x, y, labels, sizes, strict=True):
         if not label:
             continue
         offset = math.sqrt(size) / 2 + 2  # clear of the marker, whatever its size
-        ax.annotate(label, (xi, yi), xytext=(offset, 0), textcoords="offset points", va="center",
-                    fontsize=7, color="0.25", zorder=6, bbox=LABEL_BOX)  # fmt: skip
+        ax.annotate(
+            label,
+            (xi, yi),
+            xytext=(offset, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+            color="0.25",
+            zorder=6,
+            bbox=LABEL_BOX,
+        )
 
 
 def tradeoff_handles(rows: pd.DataFrame) -> list[Line2D]:
@@ -385,7 +464,9 @@ def _sampler_curves(diffusion: pd.DataFrame) -> list[Series]:
     return curves
 
 
-NFE_NOTE = "marker size and the number beside each point (in brackets on knob curves): network evaluations (NFE) per image"
+NFE_NOTE = (
+    "marker size and the number beside each point (in brackets on knob curves): network evaluations (NFE) per image"
+)
 
 
 def per_bitrate_panels(

@@ -22,8 +22,8 @@ from matplotlib.patches import Rectangle
 from bench.data import load_rgb
 from bench.points import parse_point
 from bench.report.figures import PANEL_WIDTH, Plot, style
-from bench.report.style import method_name
 from bench.report.series import seeds, with_point_columns
+from bench.report.style import method_name
 from bench.utils import BenchError
 
 MAX_COLUMNS = 6
@@ -128,8 +128,11 @@ def plot_samples(
         figure = Figure(figsize=(width, rows * cell * 1.18), layout="constrained")
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         axes[0].imshow(original, interpolation="antialiased")
-        axes[0].add_patch(Rectangle((crop.left - 0.5, crop.top - 0.5), crop.size, crop.size, fill=False,
-                                    edgecolor="#E69F00", linewidth=1.2))  # fmt: skip
+        axes[0].add_patch(
+            Rectangle(
+                (crop.left - 0.5, crop.top - 0.5), crop.size, crop.size, fill=False, edgecolor="#E69F00", linewidth=1.2
+            )
+        )
         axes[0].set_title(image)
         for ax, (title, pixels) in zip(axes[1:], panels, strict=False):
             ax.imshow(pixels, interpolation="nearest")

@@ -111,8 +111,16 @@ def knob_curves(table: pd.DataFrame) -> list[Series]:
             if knob == "t0" and not msh.empty:
                 group = pd.concat([msh.assign(_value=0.0), group])
             label = _series_label(str(sampler), _number(steps), _number(eta)) + f": {KNOB_STYLES[knob].name}"
-            curves.append(Series(str(sampler), label, _number(steps), _number(eta),
-                                 group.sort_values("_value").drop(columns=["_eta", "_seed"]), knob=knob))  # fmt: skip
+            curves.append(
+                Series(
+                    str(sampler),
+                    label,
+                    _number(steps),
+                    _number(eta),
+                    group.sort_values("_value").drop(columns=["_eta", "_seed"]),
+                    knob=knob,
+                )
+            )
     return curves
 
 
@@ -267,8 +275,9 @@ def seeds(table: pd.DataFrame) -> list[float | None]:
 def published_series(published: pd.DataFrame) -> list[Series]:
     """One series per codec of the published baselines (labelled as published)."""
     return [
-        Series(str(codec), f"{method_name(str(codec))} (published)", None, None, rows.sort_values("bpp"),
-               published=True)  # fmt: skip
+        Series(
+            str(codec), f"{method_name(str(codec))} (published)", None, None, rows.sort_values("bpp"), published=True
+        )
         for codec, rows in published.groupby("codec", sort=True)
     ]
 

@@ -32,14 +32,28 @@ METHOD_COLORS: dict[str, str] = {
 RESERVE_COLORS: tuple[str, ...] = ("#56B4E9", "#F0E442", "#8C564B", "#17BECF", "#BCBD22", "#9467BD")
 
 METHOD_MARKERS: dict[str, str] = {
-    "msh": "o", "mbt2018-mean": "o", "ddim": "s", "ddpm": "^", "dpmpp": "D", "hific": "*", "cdc": "P", "jpeg": "X",
-}  # fmt: skip
+    "msh": "o",
+    "mbt2018-mean": "o",
+    "ddim": "s",
+    "ddpm": "^",
+    "dpmpp": "D",
+    "hific": "*",
+    "cdc": "P",
+    "jpeg": "X",
+}
 DEFAULT_MARKER = "v"
 
 METHOD_NAMES: dict[str, str] = {
-    "msh": "MSH", "mbt2018-mean": "MSH zoo weights, CompressAI", "ddim": "DDIM", "ddpm": "DDPM",
-    "dpmpp": "DPM++", "hific": "HiFiC", "cdc": "CDC", "jpeg": "JPEG",
-}  # fmt: skip
+    "msh": "MSH",
+    "mbt2018-mean": "MSH zoo weights, CompressAI",
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "dpmpp": "DPM++",
+    "hific": "HiFiC",
+    "cdc": "CDC",
+    "jpeg": "JPEG",
+}
+
 
 @dataclass(frozen=True)
 class KnobStyle:
@@ -79,6 +93,7 @@ RC_PARAMS: dict[str, object] = {
     "ps.fonttype": 42,
     "savefig.dpi": 300,
 }
+
 
 @dataclass(frozen=True)
 class MetricSpec:

@@ -3,24 +3,6 @@
 # byo-NAME of group "byo" (evaluate.smk), like every other point.
 
 
-def byo_entry(dataset, point):
-    """The baselines.byo entry of a dataset's point byo-NAME (an unknown pair is an error naming both)."""
-    try:
-        return BYO[dataset][point]
-    except KeyError:
-        raise ValueError(
-            f"config key 'baselines.byo' has no entry named {point.removeprefix('byo-')!r} for dataset "
-            f"{dataset!r}; it has {sorted(BYO.get(dataset, {}))}"
-        ) from None
-
-
-def byo_rate(entry):
-    """(flag, path) of an entry's rate for `byo-check`: its bitstream folder or its bpp table."""
-    if entry.get("bitstreams"):
-        return "--bitstreams", entry["bitstreams"]
-    return "--bpp-table", entry["bpp_table"]
-
-
 rule byo_check:
     """Check a bring-your-own folder (names, sizes, one rate per image); write its per-image bpp table."""
     input:
@@ -33,8 +15,10 @@ rule byo_check:
         "logs/byo_check/{dataset}/{byo_point}.log",
     benchmark:
         "benchmarks/byo_check/{dataset}/{byo_point}.tsv"
+    conda:
+        CONDA_ENV
     params:
         rate=lambda wc: byo_rate(byo_entry(wc.dataset, wc.byo_point))[0],
     shell:
-        "{PY} -m bench byo-check --reference {input.reference:q} --reconstructions {input.reconstructions:q} "
+        "python -m bench byo-check --reference {input.reference:q} --reconstructions {input.reconstructions:q} "
         "{params.rate} {input.rate:q} --out {output} > {log} 2>&1"

@@ -1,13 +1,14 @@
 # Names, paths and wildcard constraints shared by every rule file.
+import json
 import os
 
-from bench.baselines.byo import byo_points
-from bench.config import config_hash
+from bench.baselines.byo import byo_points, entry_labels
+from bench.config import config_hash, write_config
 from bench.data import DATASETS
-from bench.points import grid_points
+from bench.utils import gpu_device_present
+from bench.points import grid_points, parse_point
 from bench.weight_files import zoo_availability
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
@@ -41,14 +42,17 @@ if config["msh"]["source"] == "auto":
             "MSH here instead: its rate-distortion is far from the published mbt2018-mean (see the README) !!!"
         )
 
-# The validated config (defaults filled) as a file, so every `python -m bench` step reads exactly
-# the configuration this run validated; named by its hash, so configs never overwrite each other.
-CONFIG_FILE = f"work/configs/{config_hash(config)}.yaml"
-if not os.path.exists(CONFIG_FILE):
-    os.makedirs(os.path.dirname(CONFIG_FILE), exist_ok=True)
-    with open(CONFIG_FILE + ".tmp", "w") as _f:
-        yaml.safe_dump(config, _f, sort_keys=True)
-    os.replace(CONFIG_FILE + ".tmp", CONFIG_FILE)
+# The validated config (defaults filled) as the file every `python -m bench` step reads: written by the
+# config_snapshot rule (data.smk), not while the workflow is parsed, so a dry run or `--lint` writes
+# nothing. A fixed path, taken as an ancient input, so that a config edit does not change any step's
+# inputs; each run's config is also kept under its hash (the tables' config_hash).
+CONFIG_SNAPSHOT = "work/config.yaml"
+CONFIG_HASH = config_hash(config)
+# Every rule names the project's environment file (relative to this folder), so that `snakemake
+# --software-deployment-method conda` builds it for the steps; without that option they run in the
+# current environment (Snakemake only hashes the file). A named environment would make Snakemake
+# call `conda env export` on every run, which fails where conda is not installed.
+CONDA_ENV = "../../environment.yml"
 
 # Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 unless declared), which would run every
 # torch step single-threaded. The torch-heavy rules (training, decoding, metrics) take every local
@@ -83,7 +87,7 @@ def gpu_per_job():
     itself: the main process of a cluster run has no say on the compute nodes' devices."""
     if config["device"] != "auto":
         return int(config["device"] == "cuda")
-    return int(any(os.path.exists(path) for path in ("/dev/nvidiactl", "/dev/kfd")))
+    return int(gpu_device_present())
 
 
 GPU_PER_JOB = gpu_per_job()
@@ -91,7 +95,6 @@ TORCH_THREADS = config["torch_threads"] or LOCAL_CORES
 # `portable_numerics` (the CI config): every torch step runs CPU kernels whose results do not depend
 # on the x86 CPU model, so the golden table holds on any machine (see bench/schema.yaml).
 NUMERICS_ARG = "--portable-numerics" if config["portable_numerics"] else ""
-
 
 
 def msh_priority(wildcards):
@@ -107,8 +110,14 @@ def settings_hash(*keys):
     """Hash of what a model's training reads (the seed, the training set, the named sections): as a
     rule's params, a change to it reruns that training (Snakemake's params trigger), while edits
     elsewhere (sampling, metrics, the evaluation sets) leave the trained models in place."""
-    return config_hash({"seed": config["seed"], "train": TRAIN_DATASET, "numerics": config["portable_numerics"],
-                        **{key: config[key] for key in keys}})
+    return config_hash(
+        {
+            "seed": config["seed"],
+            "train": TRAIN_DATASET,
+            "numerics": config["portable_numerics"],
+            **{key: config[key] for key in keys},
+        }
+    )
 
 
 MSH_SETTINGS = settings_hash("msh")
@@ -122,6 +131,137 @@ def msh_checkpoint(wildcards):
 
 def point_columns_regex(points):
     return "|".join(p.replace(".", r"\.") for p in points) or "^$"
+
+
+# ----------------------------------------------------------------------------- bring-your-own points
+
+
+def byo_entry(dataset, point):
+    """The baselines.byo entry of a dataset's point byo-NAME (an unknown pair is an error naming both)."""
+    try:
+        return BYO[dataset][point]
+    except KeyError:
+        raise ValueError(
+            f"config key 'baselines.byo' has no entry named {point.removeprefix('byo-')!r} for dataset "
+            f"{dataset!r}; it has {sorted(BYO.get(dataset, {}))}"
+        ) from None
+
+
+def byo_rate(entry):
+    """(flag, path) of an entry's rate for `byo-check`: its bitstream folder or its bpp table."""
+    if entry.get("bitstreams"):
+        return "--bitstreams", entry["bitstreams"]
+    return "--bpp-table", entry["bpp_table"]
+
+
+# ----------------------------------------------------------------------------- metrics, tables, figures
+
+
+def point_folder(dataset, group, point):
+    """A point's reconstructions: work/{dataset}/{group}/{point}, or a byo entry's own folder (read in place)."""
+    if group == "byo":
+        return byo_entry(dataset, point)["reconstructions"]
+    return f"work/{dataset}/{group}/{point}"
+
+
+def rate_of(dataset, group, point):
+    """Where a point's rate comes from, as its metrics entry names it: the shared MSH bits of its quality,
+    its own JPEG files, or a byo point's bpp table as byo_check wrote it."""
+    if group == "jpeg":
+        return {"bitstreams": f"work/{dataset}/jpeg/bits/{point}"}
+    if group == "byo":
+        return {"bpp_table": f"work/{dataset}/byo/bpp/{point}.csv"}
+    return {"bitstreams": f"work/{dataset}/{group}/bits"}
+
+
+def codec_labels(dataset, group, point):
+    """The opaque labels the metrics step writes into every row of this point."""
+    if group == "jpeg":
+        labels = {"codec": "jpeg", "quality": parse_point(point).quality}
+    elif group == "byo":
+        labels = entry_labels(byo_entry(dataset, point))
+    else:
+        labels = {"codec": "mbt2018-mean", "quality": group[1:]}
+    return {"dataset": dataset, **labels, "point": point}
+
+
+# The suite's points as GROUP/POINT, the same for every dataset: those needing no diffusion decoder
+# (MSH of every quality, JPEG), and the diffusion grid of every decoder quality.
+BASELINE_POINTS = [f"q{q}/msh" for q in MSH_QUALITIES] + [f"jpeg/{p}" for p in JPEG_POINTS]
+DIFFUSION_GRID = [f"q{q}/{p}" for q in DECODER_QUALITIES for p in DIFFUSION_POINTS]
+
+
+def evaluated_points(dataset):
+    """(group, point) of every decoder point of a dataset, in table order: MSH, diffusion, JPEG, then
+    the dataset's bring-your-own entries."""
+    pairs = [(f"q{q}", "msh") for q in MSH_QUALITIES]
+    pairs += [(f"q{q}", p) for q in DECODER_QUALITIES for p in DIFFUSION_POINTS]
+    pairs += [("jpeg", p) for p in JPEG_POINTS]
+    pairs += [("byo", p) for p in BYO.get(dataset, {})]
+    return pairs
+
+
+def metrics_table(dataset, group, point, kind=""):
+    """A point's metrics table: kind "" the per-image one, "_summary" the summary (a pattern when
+    ``dataset`` is "{dataset}")."""
+    return f"work/{dataset}/metrics/{group}/{point}{kind}.csv"
+
+
+def metrics_tables(dataset, kind):
+    """Every point's metrics table of a dataset (see metrics_table)."""
+    return [metrics_table(dataset, g, p, kind) for g, p in evaluated_points(dataset)]
+
+
+def metrics_inputs(dataset, points):
+    """The reconstruction folders and the rate inputs (bits, JPEG files) of GROUP/POINTs (patterns
+    when ``dataset`` is "{dataset}")."""
+    pairs = [gp.split("/") for gp in points]
+    return {
+        "reconstructions": [point_folder(dataset, g, p) for g, p in pairs],
+        "rates": [next(iter(rate_of(dataset, g, p).values())) for g, p in pairs],
+    }
+
+
+def metrics_points(dataset, points):
+    """GROUP/POINTs of a dataset as `metrics --points` takes them (JSON, in this order)."""
+    entries = []
+    for g, p in (gp.split("/") for gp in points):
+        labels = {key: str(value) for key, value in codec_labels(dataset, g, p).items()}
+        tables = {"out": metrics_table(dataset, g, p), "summary": metrics_table(dataset, g, p, "_summary")}
+        entries.append(
+            {"reconstructions": point_folder(dataset, g, p), **rate_of(dataset, g, p), **tables, "labels": labels}
+        )
+    return json.dumps(entries)
+
+
+def metrics_outputs(points):
+    """A metrics job's per-image and summary tables (patterns keeping the {dataset} wildcard)."""
+    pairs = [gp.split("/") for gp in points]
+    return {
+        "per_image": [metrics_table("{dataset}", g, p) for g, p in pairs],
+        "summaries": [metrics_table("{dataset}", g, p, "_summary") for g, p in pairs],
+    }
+
+
+def figure_inputs(wildcards):
+    """A figure's summary table; for `samples` also the evaluation images and every reconstruction
+    folder it may draw (`report samples` picks its quality and points from the table)."""
+    inputs = {"summary": f"results/{wildcards.dataset}/summary.csv"}
+    if wildcards.kind == "samples":
+        inputs["reference"] = f"{DATA}/eval/{wildcards.dataset}"
+        inputs["reconstructions"] = [
+            point_folder(wildcards.dataset, g, p) for g, p in evaluated_points(wildcards.dataset) if g.startswith("q")
+        ]
+    return inputs
+
+
+def figure_args(wildcards, input):
+    """A figure kind's own options (only `samples` has any: the originals, the work folder, the crop)."""
+    if wildcards.kind != "samples":
+        return ""
+    image = f"--image {config['report']['sample_image']}" if config["report"]["sample_image"] else ""
+    crop = " ".join(str(v) for v in config["report"]["sample_crop"])
+    return f"--reference {input.reference} --work work {image} --crop {crop}"
 
 
 wildcard_constraints:

@@ -9,14 +9,19 @@ rule encode:
         msh=msh_checkpoint,
     output:
         directory("work/{dataset}/q{quality}/bits"),
-    threads: TORCH_THREADS
     log:
         "logs/encode/{dataset}/q{quality}.log",
     benchmark:
         "benchmarks/encode/{dataset}/q{quality}.tsv"
+    conda:
+        CONDA_ENV
+    threads: TORCH_THREADS
+    params:
+        numerics=NUMERICS_ARG,
+        device=config["device"],
     shell:
-        "{PY} -m bench {NUMERICS_ARG} --threads {threads} encode {input.images} {output} --quality {wildcards.quality} --checkpoint {input.msh} "
-        "--device {config[device]} > {log} 2>&1"
+        "python -m bench {params.numerics} --threads {threads} encode {input.images} {output} "
+        "--quality {wildcards.quality} --checkpoint {input.msh} --device {params.device} > {log} 2>&1"
 
 
 rule decode_msh:
@@ -26,14 +31,19 @@ rule decode_msh:
         msh=msh_checkpoint,
     output:
         directory("work/{dataset}/q{quality}/msh"),
-    threads: TORCH_THREADS
     log:
         "logs/decode/{dataset}/q{quality}/msh.log",
     benchmark:
         "benchmarks/decode/{dataset}/q{quality}/msh.tsv"
+    conda:
+        CONDA_ENV
+    threads: TORCH_THREADS
+    params:
+        numerics=NUMERICS_ARG,
+        device=config["device"],
     shell:
-        "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder msh --checkpoint {input.msh} "
-        "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
+        "python -m bench {params.numerics} --threads {threads} decode {input.bits} {output} --decoder msh "
+        "--checkpoint {input.msh} --device {params.device} --record {output}/decode.json > {log} 2>&1"
 
 
 rule decode_diffusion:
@@ -44,21 +54,26 @@ rule decode_diffusion:
         decoder=f"{config['decoder']['checkpoint_dir']}/q{{quality}}.pt",
     output:
         directory("work/{dataset}/q{quality}/{diffusion_point}"),
-    threads: TORCH_THREADS
     log:
         "logs/decode/{dataset}/q{quality}/{diffusion_point}.log",
     benchmark:
         "benchmarks/decode/{dataset}/q{quality}/{diffusion_point}.tsv"
+    conda:
+        CONDA_ENV
+    threads: TORCH_THREADS
+    resources:
+        gpu=GPU_PER_JOB,
     params:
+        numerics=NUMERICS_ARG,
+        device=config["device"],
         batch=config["sampling"]["batch_size"],
         clip="--clip" if config["sampling"]["clip_denoised"] else "--no-clip",
         compile="--compile" if config["sampling"]["compile"] else "--no-compile",
-    resources:
-        gpu=GPU_PER_JOB,
     shell:
-        "{PY} -m bench {NUMERICS_ARG} --threads {threads} decode {input.bits} {output} --decoder diffusion --checkpoint {input.msh} "
-        "--decoder-checkpoint {input.decoder} --point {wildcards.diffusion_point} {params.clip} {params.compile} --batch-size {params.batch} "
-        "--device {config[device]} --record {output}/decode.json > {log} 2>&1"
+        "python -m bench {params.numerics} --threads {threads} decode {input.bits} {output} --decoder diffusion "
+        "--checkpoint {input.msh} --decoder-checkpoint {input.decoder} --point {wildcards.diffusion_point} "
+        "{params.clip} {params.compile} --batch-size {params.batch} --device {params.device} "
+        "--record {output}/decode.json > {log} 2>&1"
 
 
 rule jpeg:
@@ -72,8 +87,10 @@ rule jpeg:
         "logs/jpeg/{dataset}/{jpeg_point}.log",
     benchmark:
         "benchmarks/jpeg/{dataset}/{jpeg_point}.tsv"
+    conda:
+        CONDA_ENV
     params:
         quality=lambda wildcards: parse_point(wildcards.jpeg_point).quality,
     shell:
-        "{PY} -m bench jpeg --reference {input.images} --quality {params.quality} --bitstreams {output.bits} "
+        "python -m bench jpeg --reference {input.images} --quality {params.quality} --bitstreams {output.bits} "
         "--out {output.recon} > {log} 2>&1"

@@ -7,21 +7,25 @@ if config["msh"]["source"] == "train":
         """Train mbt2018-mean at one quality (resumes from OUT.partial after a kill)."""
         input:
             data=rules.fetch_training_set.output[0],
+            config=ancient(CONFIG_SNAPSHOT),
         output:
             f"{config['msh']['checkpoint_dir']}/q{{quality}}.pt",
-        threads: TORCH_THREADS
-        priority: msh_priority
         log:
             "logs/train_msh/q{quality}.log",
         benchmark:
             "benchmarks/train_msh/q{quality}.tsv"
-        params:
-            settings=MSH_SETTINGS,
+        priority: msh_priority
+        conda:
+            CONDA_ENV
+        threads: TORCH_THREADS
         resources:
             gpu=GPU_PER_JOB,
+        params:
+            settings=MSH_SETTINGS,
+            numerics=NUMERICS_ARG,
         shell:
-            "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-msh --config {CONFIG_FILE} --quality {wildcards.quality} --data {input.data} "
-            "--out {output} > {log} 2>&1"
+            "python -m bench {params.numerics} --threads {threads} train-msh --config {input.config} "
+            "--quality {wildcards.quality} --data {input.data} --out {output} > {log} 2>&1"
 
 elif config["msh"]["source"] == "zoo":
 
@@ -33,10 +37,12 @@ elif config["msh"]["source"] == "zoo":
             "logs/export_msh/q{quality}.log",
         benchmark:
             "benchmarks/export_msh/q{quality}.tsv"
+        conda:
+            CONDA_ENV
         params:
             settings=MSH_SETTINGS,
         shell:
-            "{PY} -m bench export-msh --quality {wildcards.quality} --out {output} > {log} 2>&1"
+            "python -m bench export-msh --quality {wildcards.quality} --out {output} > {log} 2>&1"
 
 
 rule train_decoder:
@@ -44,18 +50,22 @@ rule train_decoder:
     input:
         data=rules.fetch_training_set.output[0],
         msh=msh_checkpoint,
+        config=ancient(CONFIG_SNAPSHOT),
     output:
         f"{config['decoder']['checkpoint_dir']}/q{{quality}}.pt",
-    threads: TORCH_THREADS
-    priority: 1
     log:
         "logs/train_decoder/q{quality}.log",
     benchmark:
         "benchmarks/train_decoder/q{quality}.tsv"
-    params:
-        settings=DECODER_SETTINGS,
+    priority: 1
+    conda:
+        CONDA_ENV
+    threads: TORCH_THREADS
     resources:
         gpu=GPU_PER_JOB,
+    params:
+        settings=DECODER_SETTINGS,
+        numerics=NUMERICS_ARG,
     shell:
-        "{PY} -m bench {NUMERICS_ARG} --threads {threads} train-decoder --config {CONFIG_FILE} --quality {wildcards.quality} "
-        "--msh-checkpoint {input.msh} --data {input.data} --out {output} > {log} 2>&1"
+        "python -m bench {params.numerics} --threads {threads} train-decoder --config {input.config} "
+        "--quality {wildcards.quality} --msh-checkpoint {input.msh} --data {input.data} --out {output} > {log} 2>&1"

@@ -10,15 +10,24 @@ if PERF_QUALITY is not None:
         input:
             msh=f"{config['msh']['checkpoint_dir']}/q{PERF_QUALITY}.pt",
             decoder=f"{config['decoder']['checkpoint_dir']}/q{PERF_QUALITY}.pt",
+            config=ancient(CONFIG_SNAPSHOT),
         output:
             "results/perf.csv",
         log:
             "logs/perf.log",
         benchmark:
             "benchmarks/perf.tsv"
+        conda:
+            CONDA_ENV
         threads: LOCAL_CORES
         resources:
             gpu=GPU_PER_JOB,
+        params:
+            numerics=NUMERICS_ARG,
+            quality=PERF_QUALITY,
+            device=config["device"],
+            mirror=MIRROR_ARG,
         shell:
-            "{PY} -m bench {NUMERICS_ARG} --threads {threads} perf --config {CONFIG_FILE} --quality {PERF_QUALITY} --checkpoint {input.msh} "
-            "--decoder-checkpoint {input.decoder} --device {config[device]} {MIRROR_ARG} --out {output} > {log} 2>&1"
+            "python -m bench {params.numerics} --threads {threads} perf --config {input.config} --quality {params.quality} "
+            "--checkpoint {input.msh} --decoder-checkpoint {input.decoder} --device {params.device} {params.mirror} "
+            "--out {output} > {log} 2>&1"

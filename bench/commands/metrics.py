@@ -13,8 +13,14 @@ from bench.metrics.evaluate import MetricsOptions, PointTables, run_metrics_poin
 from bench.utils import BenchError
 
 # The keys of one ``--points`` entry: PointTables' fields (paths, and labels as an object).
-POINT_KEYS: dict[str, type] = {"reconstructions": str, "out": str, "summary": str, "bitstreams": str,
-                               "bpp_table": str, "labels": dict}
+POINT_KEYS: dict[str, type] = {
+    "reconstructions": str,
+    "out": str,
+    "summary": str,
+    "bitstreams": str,
+    "bpp_table": str,
+    "labels": dict,
+}
 SINGLE_POINT_FLAGS = ("reconstructions", "out", "summary", "bitstreams", "bpp_table", "label")
 
 
@@ -87,15 +93,23 @@ def points_from_args(args: argparse.Namespace) -> list[PointTables]:
         return parse_points(args.points)
     if args.reconstructions is None or args.out is None:
         raise BenchError("give --reconstructions DIR and --out CSV (or --points with every point)")
-    optional = {key: Path(getattr(args, key)) for key in ("summary", "bitstreams", "bpp_table")
-                if getattr(args, key) is not None}
+    optional = {
+        key: Path(getattr(args, key))
+        for key in ("summary", "bitstreams", "bpp_table")
+        if getattr(args, key) is not None
+    }
     return [PointTables(Path(args.reconstructions), Path(args.out), labels=parse_labels(args.label), **optional)]
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     options, digest = options_from_args(args)
-    run_metrics_points(args.reference, points_from_args(args), options=options, config_hash=digest,
-                       reference_cache=args.reference_cache)
+    run_metrics_points(
+        args.reference,
+        points_from_args(args),
+        options=options,
+        config_hash=digest,
+        reference_cache=args.reference_cache,
+    )
     return 0
 
 

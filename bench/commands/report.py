@@ -30,9 +30,16 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     left, top, size = args.crop
     image = args.image or list_images(args.reference)[0].stem
     write_samples_figure(
-        args.summary, args.out, reference=args.reference, work=args.work, image=image,
-        crop=Crop(left, top, size), dataset=args.dataset, quality=args.quality, points=args.points,
-    )  # fmt: skip
+        args.summary,
+        args.out,
+        reference=args.reference,
+        work=args.work,
+        image=image,
+        crop=Crop(left, top, size),
+        dataset=args.dataset,
+        quality=args.quality,
+        points=args.points,
+    )
     return 0
 
 
@@ -62,8 +69,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     tradeoff = sub.add_parser("tradeoff", help="the distortion-realism plane at each bitrate, points sized by NFE")
     _common(tradeoff)
-    tradeoff.add_argument("--perception", nargs="+", choices=sorted(METRICS), default=list(PERCEPTION_METRICS),
-                          help="realism measures on the x axes")  # fmt: skip
+    tradeoff.add_argument(
+        "--perception",
+        nargs="+",
+        choices=sorted(METRICS),
+        default=list(PERCEPTION_METRICS),
+        help="realism measures on the x axes",
+    )
     tradeoff.add_argument("--distortion", choices=sorted(METRICS), default="psnr", help="the y axis (default psnr)")
     tradeoff.set_defaults(func=_cmd_tradeoff)
 
@@ -74,15 +86,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--work", default="work", metavar="DIR", help="WORK/{dataset}/q{quality}/{point}/ (default work)"
     )
     samples.add_argument("--image", help="image name without .png, e.g. kodim23 (default: the first reference image)")
-    samples.add_argument("--crop", nargs=3, type=int, required=True, metavar=("LEFT", "TOP", "SIZE"),
-                         help="square crop: top-left corner and side in pixels")  # fmt: skip
+    samples.add_argument(
+        "--crop",
+        nargs=3,
+        type=int,
+        required=True,
+        metavar=("LEFT", "TOP", "SIZE"),
+        help="square crop: top-left corner and side in pixels",
+    )
     samples.add_argument("--quality", type=int, help="default: the lowest quality with diffusion points")
-    samples.add_argument("--points", nargs="+", metavar="POINT",
-                         help="default: msh, the fewest-step DDIM and the most-step DDPM point")  # fmt: skip
+    samples.add_argument(
+        "--points", nargs="+", metavar="POINT", help="default: msh, the fewest-step DDIM and the most-step DDPM point"
+    )
     samples.set_defaults(func=_cmd_samples)
 
     cost = sub.add_parser("cost", help="quality against decode seconds per image, one curve per sampler")
     _common(cost)
-    cost.add_argument("--metrics", nargs="+", choices=sorted(METRICS), default=list(COST_METRICS),
-                      help="quality measures on the y axes, in order")  # fmt: skip
+    cost.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=sorted(METRICS),
+        default=list(COST_METRICS),
+        help="quality measures on the y axes, in order",
+    )
     cost.set_defaults(func=_cmd_cost)

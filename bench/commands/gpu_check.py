@@ -57,9 +57,17 @@ from bench.codec import MSHCodec, unpad, write_png
 from bench.codec.checkpoints import build_model
 from bench.config import load_config, with_overrides
 from bench.diffusion.model import DecoderConfig, DiffusionDecoder
-from bench.utils import BenchError, code_version, device_description, resolve_device, write_tables
+from bench.utils import (
+    BenchError,
+    code_version,
+    device_description,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    write_tables,
+)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PAPER_QUALITY = 1  # zoo qualities 1-4 share the paper decoder's latent size (N=128, M=192)
 TRAIN_REPS = 10  # timed optimiser steps of a training measurement (at most; the time box may stop earlier)
 TRAIN_TIME_BOX_S = 20.0  # per training measurement
@@ -138,11 +146,16 @@ def unet_row(ctx: perf.Context, case: Case, precision: str) -> dict[str, Any]:
     seconds, flops = measured.pop("s_per_step"), case.size.unet_flops * case.batch
     peak = perf.peak_bf16_flops(ctx.device)
     return measured | {
-        "s_per_call": seconds, "s_per_call_min": measured.pop("s_per_step_min"),
-        "s_per_call_max": measured.pop("s_per_step_max"), "s_per_image": seconds / case.batch,
-        "images_per_s": case.batch / seconds, "unet_gflop_per_image": case.size.unet_flops / 1e9,
-        "achieved_tflops": flops / seconds / 1e12, "peak_bf16_tflops": peak / 1e12, "mfu": flops / seconds / peak,
-    }  # fmt: skip
+        "s_per_call": seconds,
+        "s_per_call_min": measured.pop("s_per_step_min"),
+        "s_per_call_max": measured.pop("s_per_step_max"),
+        "s_per_image": seconds / case.batch,
+        "images_per_s": case.batch / seconds,
+        "unet_gflop_per_image": case.size.unet_flops / 1e9,
+        "achieved_tflops": flops / seconds / 1e12,
+        "peak_bf16_tflops": peak / 1e12,
+        "mfu": flops / seconds / peak,
+    }
 
 
 @dataclass(frozen=True)
@@ -175,8 +188,13 @@ def unet_rows(ctx: perf.Context, cases: Sequence[Case], budget: Budget, *, compi
             stack.enter_context(VARIANT["compile"].make(ctx.model, cases[0].inputs))
         for case in cases:
             for precision in PRECISIONS:
-                row = {"check": "unet_call", **case.size.columns, "batch": case.batch, "precision": precision,
-                       "compiled": compiled}  # fmt: skip
+                row = {
+                    "check": "unet_call",
+                    **case.size.columns,
+                    "batch": case.batch,
+                    "precision": precision,
+                    "compiled": compiled,
+                }
                 rows.append(row | _measured_or_note(budget, lambda: unet_row(ctx, case, precision)))  # noqa: B023
     return rows
 
@@ -217,8 +235,9 @@ def timing_perceptual_loss(rho: float, device: torch.device) -> tuple[torch.nn.M
     return net.to(device), "LPIPS(VGG) with a random-init backbone (VGG16 weights absent; same FLOPs, timing only)"
 
 
-def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, warmup: int, steps: int,
-               time_box_s: float) -> dict[str, Any]:  # fmt: skip
+def train_rate(
+    model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, warmup: int, steps: int, time_box_s: float
+) -> dict[str, Any]:
     """Optimiser steps per second of ``bench.diffusion.train`` for this model and train config on
     random crops (the codec's device): ``warmup`` untimed steps, then up to ``steps`` timed ones
     within ``time_box_s``; peak memory over the timed steps."""
@@ -239,30 +258,50 @@ def train_rate(model_config: DecoderConfig, train_cfg: Any, codec: MSHCodec, *, 
     for _ in range(warmup):
         step()
     perf.synchronize(device)
-    kind = perf.reset_peak_memory(device)
+    kind = reset_peak_memory(device)
     times: list[float] = []
     while len(times) < steps and (not times or sum(times) < time_box_s):
         times.append(perf.time_calls(step, warmup=0, repetitions=1, device=device)[0])
     return {
-        "s_per_it": statistics.median(times), "it_per_s": len(times) / sum(times), "timed_steps": len(times),
-        "peak_mem_mb": perf.peak_memory_mb(device, kind), "peak_mem_kind": kind,
-        "images_per_s": train_cfg.batch_size * len(times) / sum(times), "note": note or None,
-    }  # fmt: skip
+        "s_per_it": statistics.median(times),
+        "it_per_s": len(times) / sum(times),
+        "timed_steps": len(times),
+        "peak_mem_mb": peak_memory_mb(device, kind),
+        "peak_mem_kind": kind,
+        "images_per_s": train_cfg.batch_size * len(times) / sum(times),
+        "note": note or None,
+    }
 
 
 def train_row(ctx: perf.Context, check: PerfCheck, config: dict[str, Any], budget: Budget) -> dict[str, Any]:
     """The ``train_step`` row at the paper's crop and batch (``check``'s when shrunk)."""
     from bench.diffusion.train import DecoderTrainConfig
 
-    shrunk = with_overrides(config, {"decoder.train.crop": check.train_crop,
-                                     "decoder.train.batch_size": check.train_batch})  # fmt: skip
+    shrunk = with_overrides(
+        config, {"decoder.train.crop": check.train_crop, "decoder.train.batch_size": check.train_batch}
+    )
     train_cfg = DecoderTrainConfig.from_config(shrunk, PAPER_QUALITY)
-    row = {"check": "train_step", "size": f"{check.train_crop}x{check.train_crop}", "height": check.train_crop,
-           "width": check.train_crop, "batch": check.train_batch, "precision": "bf16_autocast" if
-           ctx.device.type == "cuda" else "fp32", "compiled": False, "rho": train_cfg.rho}  # fmt: skip
-    return row | _measured_or_note(budget, lambda: train_rate(
-        ctx.model.config, train_cfg, ctx.codec, warmup=check.perf.warmup, steps=check.train_steps,
-        time_box_s=TRAIN_TIME_BOX_S))
+    row = {
+        "check": "train_step",
+        "size": f"{check.train_crop}x{check.train_crop}",
+        "height": check.train_crop,
+        "width": check.train_crop,
+        "batch": check.train_batch,
+        "precision": "bf16_autocast" if ctx.device.type == "cuda" else "fp32",
+        "compiled": False,
+        "rho": train_cfg.rho,
+    }
+    return row | _measured_or_note(
+        budget,
+        lambda: train_rate(
+            ctx.model.config,
+            train_cfg,
+            ctx.codec,
+            warmup=check.perf.warmup,
+            steps=check.train_steps,
+            time_box_s=TRAIN_TIME_BOX_S,
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- determinism
@@ -294,38 +333,93 @@ def determinism_rows(ctx: perf.Context, size: perf.SizeInputs, budget: Budget) -
     """Same bitstream, same seed, decoded twice: identical PNG bytes? Under the defaults and cudnn.deterministic."""
     rows = []
     for deterministic in (False, True):
-        row = {"check": "determinism", **size.columns, "batch": 1, "precision": "fp32", "compiled": False,
-               "sampler": "ddpm", "steps": DETERMINISM_STEPS, "seed": 0}  # fmt: skip
+        row = {
+            "check": "determinism",
+            **size.columns,
+            "batch": 1,
+            "precision": "fp32",
+            "compiled": False,
+            "sampler": "ddpm",
+            "steps": DETERMINISM_STEPS,
+            "seed": 0,
+        }
         if budget.spent():
             rows.append(row | budget.skipped())
             continue
         with cudnn_deterministic(deterministic), tempfile.TemporaryDirectory() as folder:
             first, second = (png_bytes_of_decode(ctx, size, 0, Path(folder), name) for name in ("a", "b"))
-            rows.append(row | {
-                "identical_png": first == second, "png_sha256": hashlib.sha256(first).hexdigest()[:16],
-                "png_sha256_second": hashlib.sha256(second).hexdigest()[:16],
-                "cudnn_deterministic": torch.backends.cudnn.deterministic,
-                "cudnn_benchmark": torch.backends.cudnn.benchmark,
-                "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-                "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
-            })  # fmt: skip
+            rows.append(
+                row
+                | {
+                    "identical_png": first == second,
+                    "png_sha256": hashlib.sha256(first).hexdigest()[:16],
+                    "png_sha256_second": hashlib.sha256(second).hexdigest()[:16],
+                    "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                    "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                    "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                    "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+                }
+            )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- mode perf
 
 PERF_COLUMNS: tuple[str, ...] = (
-    "check", "size", "height", "width", "batch", "precision", "compiled", "s_per_call", "s_per_call_min",
-    "s_per_call_max", "s_per_image", "images_per_s", "warmup_s", "max_abs_diff", "peak_mem_mb", "peak_mem_kind",
-    "unet_gflop_per_image", "achieved_tflops", "peak_bf16_tflops", "mfu", "rho", "s_per_it", "it_per_s",
-    "timed_steps", "sampler", "steps", "seed", "identical_png", "png_sha256", "png_sha256_second",
-    "cudnn_deterministic", "cudnn_benchmark", "deterministic_algorithms", "cublas_workspace_config", "threads",
-    "repetitions", "warmup", "input", "device", "torch", "code_version", "note",
-)  # fmt: skip
+    "check",
+    "size",
+    "height",
+    "width",
+    "batch",
+    "precision",
+    "compiled",
+    "s_per_call",
+    "s_per_call_min",
+    "s_per_call_max",
+    "s_per_image",
+    "images_per_s",
+    "warmup_s",
+    "max_abs_diff",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "unet_gflop_per_image",
+    "achieved_tflops",
+    "peak_bf16_tflops",
+    "mfu",
+    "rho",
+    "s_per_it",
+    "it_per_s",
+    "timed_steps",
+    "sampler",
+    "steps",
+    "seed",
+    "identical_png",
+    "png_sha256",
+    "png_sha256_second",
+    "cudnn_deterministic",
+    "cudnn_benchmark",
+    "deterministic_algorithms",
+    "cublas_workspace_config",
+    "threads",
+    "repetitions",
+    "warmup",
+    "input",
+    "device",
+    "torch",
+    "code_version",
+    "note",
+)
 
 
-def run_perf_check(paper_config: str | os.PathLike, *, device: str, shrink: bool = False, compile_model: bool = True,
-                   budget_s: float = 200.0, mirror: str | os.PathLike | None = None) -> pd.DataFrame:  # fmt: skip
+def run_perf_check(
+    paper_config: str | os.PathLike,
+    *,
+    device: str,
+    shrink: bool = False,
+    compile_model: bool = True,
+    budget_s: float = 200.0,
+    mirror: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """The ``--mode perf`` table (see the module doc); ``compile_model`` False leaves the compiled rows out."""
     config = load_config(paper_config)
     check = PerfCheck.from_paper(config, shrink=shrink, compile_model=compile_model)
@@ -343,9 +437,13 @@ def run_perf_check(paper_config: str | os.PathLike, *, device: str, shrink: bool
         unet = table["check"] == "unet_call"
         table.loc[unet, "note"] = table.loc[unet, "note"].fillna(note) if "note" in table else note
     table = table.assign(
-        threads=torch.get_num_threads(), repetitions=check.perf.repetitions, warmup=check.perf.warmup,
-        device=device_description(torch_device), torch=torch.__version__, code_version=code_version(),
-    )  # fmt: skip
+        threads=torch.get_num_threads(),
+        repetitions=check.perf.repetitions,
+        warmup=check.perf.warmup,
+        device=device_description(torch_device),
+        torch=torch.__version__,
+        code_version=code_version(),
+    )
     return table.reindex(columns=[c for c in PERF_COLUMNS if c in table.columns])
 
 
@@ -354,7 +452,7 @@ def run_perf_check(paper_config: str | os.PathLike, *, device: str, shrink: bool
 
 def _bench(*argv: str | os.PathLike) -> None:
     """Run one ``python -m bench`` command in this process (its BenchError propagates as it is)."""
-    from bench.cli import build_parser
+    from bench.commands import build_parser
 
     args = build_parser().parse_args([str(a) for a in argv])
     if args.func(args):
@@ -389,9 +487,17 @@ class Layout:
         return folder / f"{point}.csv", folder / f"{point}_summary.csv"
 
 
-def prepare_inputs(config_path: Path, config: dict[str, Any], work: Path, *, device: str,
-                   msh_checkpoint: str | os.PathLike | None, train_images: str | os.PathLike | None,
-                   eval_images: str | os.PathLike | None, mirror: str | os.PathLike | None) -> Layout:  # fmt: skip
+def prepare_inputs(
+    config_path: Path,
+    config: dict[str, Any],
+    work: Path,
+    *,
+    device: str,
+    msh_checkpoint: str | os.PathLike | None,
+    train_images: str | os.PathLike | None,
+    eval_images: str | os.PathLike | None,
+    mirror: str | os.PathLike | None,
+) -> Layout:
     """The layout, with each input given or made by the project's commands: evaluation images
     (``datasets prepare`` with the config's crop and count), training images (``datasets fetch``)
     and the MSH codec (``train-msh`` with the config's ``msh.train``)."""
@@ -400,56 +506,134 @@ def prepare_inputs(config_path: Path, config: dict[str, Any], work: Path, *, dev
     mirror = mirror or config["data_mirror"]
     mirror_flags = ["--mirror", mirror] if mirror else []
     layout = Layout(
-        work, dataset, quality, eval_images=Path(eval_images or work / "eval" / dataset),
+        work,
+        dataset,
+        quality,
+        eval_images=Path(eval_images or work / "eval" / dataset),
         train_images=Path(train_images or work / "train" / train_name),
         msh=Path(msh_checkpoint or work / "models" / f"msh_q{quality}.pt"),
-    )  # fmt: skip
+    )
     if eval_images is None:
         crop, count = datasets["eval_crop"], datasets["max_images"]
-        _bench("datasets", "prepare", dataset, "--root", work / "raw", "--out", layout.eval_images, *mirror_flags,
-               *(["--crop", crop] if crop else []), *(["--max-images", count] if count else []))  # fmt: skip
+        _bench(
+            "datasets",
+            "prepare",
+            dataset,
+            "--root",
+            work / "raw",
+            "--out",
+            layout.eval_images,
+            *mirror_flags,
+            *(["--crop", crop] if crop else []),
+            *(["--max-images", count] if count else []),
+        )
     if train_images is None:
         _bench("datasets", "fetch", train_name, "--root", work / "train", *mirror_flags)
     if msh_checkpoint is None:
-        _bench("train-msh", "--config", config_path, "--quality", quality, "--data", layout.train_images,
-               "--out", layout.msh, "--device", device)  # fmt: skip
+        _bench(
+            "train-msh",
+            "--config",
+            config_path,
+            "--quality",
+            quality,
+            "--data",
+            layout.train_images,
+            "--out",
+            layout.msh,
+            "--device",
+            device,
+        )
     return layout
 
 
-def decode_and_measure(layout: Layout, config_path: Path, config: dict[str, Any], *, device: str,
-                       batch_size: int) -> tuple[list[Path], list[Path], list[Path]]:  # fmt: skip
+def decode_and_measure(
+    layout: Layout, config_path: Path, config: dict[str, Any], *, device: str, batch_size: int
+) -> tuple[list[Path], list[Path], list[Path]]:
     """Encode the evaluation images, decode every point (MSH and the config's grid), measure each:
     the per-point summary, per-image and reconstruction paths, in the order ``tables`` takes them."""
     from bench.points import grid_points
 
-    _bench("encode", layout.eval_images, layout.bits, "--quality", layout.quality, "--checkpoint", layout.msh,
-           "--device", device)  # fmt: skip
+    _bench(
+        "encode",
+        layout.eval_images,
+        layout.bits,
+        "--quality",
+        layout.quality,
+        "--checkpoint",
+        layout.msh,
+        "--device",
+        device,
+    )
     sampling = config["sampling"]
-    shared = ["--clip" if sampling["clip_denoised"] else "--no-clip",
-              "--compile" if sampling["compile"] else "--no-compile", "--batch-size", batch_size]  # fmt: skip
+    shared = [
+        "--clip" if sampling["clip_denoised"] else "--no-clip",
+        "--compile" if sampling["compile"] else "--no-compile",
+        "--batch-size",
+        batch_size,
+    ]
     points: dict[str, list[Any]] = {"msh": ["--decoder", "msh"]}
     for point in grid_points(sampling):
-        points[point.id] = ["--decoder", "diffusion", "--decoder-checkpoint", layout.decoder, "--point", point.id,
-                            *shared]  # fmt: skip
+        points[point.id] = [
+            "--decoder",
+            "diffusion",
+            "--decoder-checkpoint",
+            layout.decoder,
+            "--point",
+            point.id,
+            *shared,
+        ]
     summaries, per_images, folders = [], [], []
     for point, flags in points.items():
         recon, (per_image, summary) = layout.recon(point), layout.metrics(point)
-        _bench("decode", layout.bits, recon, *flags, "--checkpoint", layout.msh, "--device", device,
-               "--record", recon / "decode.json")  # fmt: skip
+        _bench(
+            "decode",
+            layout.bits,
+            recon,
+            *flags,
+            "--checkpoint",
+            layout.msh,
+            "--device",
+            device,
+            "--record",
+            recon / "decode.json",
+        )
         labels = {"dataset": layout.dataset, "codec": "mbt2018-mean", "quality": layout.quality, "point": point}
-        _bench("metrics", "--config", config_path, "--reference", layout.eval_images, "--reconstructions", recon,
-               "--bitstreams", layout.bits, "--out", per_image, "--summary", summary, "--device", device,
-               *[arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")])  # fmt: skip
+        _bench(
+            "metrics",
+            "--config",
+            config_path,
+            "--reference",
+            layout.eval_images,
+            "--reconstructions",
+            recon,
+            "--bitstreams",
+            layout.bits,
+            "--out",
+            per_image,
+            "--summary",
+            summary,
+            "--device",
+            device,
+            *[arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")],
+        )
         summaries.append(summary)
         per_images.append(per_image)
         folders.append(recon)
     return summaries, per_images, folders
 
 
-def run_train_default(config_path: str | os.PathLike, *, work: str | os.PathLike, device: str, minutes: float,
-                      msh_checkpoint: str | os.PathLike | None = None, train_images: str | os.PathLike | None = None,
-                      eval_images: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None,
-                      decode_batch_size: int | None = None) -> pd.DataFrame:  # fmt: skip
+def run_train_default(
+    config_path: str | os.PathLike,
+    *,
+    work: str | os.PathLike,
+    device: str,
+    minutes: float,
+    msh_checkpoint: str | os.PathLike | None = None,
+    train_images: str | os.PathLike | None = None,
+    eval_images: str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    decode_batch_size: int | None = None,
+) -> pd.DataFrame:
     """The ``--mode train-default`` summary (see the module doc): the tables' summary rows plus the
     training budget (``train_steps``, ``train_s``, ``compute_ratio`` = steps ÷ the config's steps)."""
     from bench.codec import load_codec
@@ -461,29 +645,68 @@ def run_train_default(config_path: str | os.PathLike, *, work: str | os.PathLike
     config_path, work = Path(config_path), Path(work)
     config = load_config(config_path)
     torch_device = resolve_device(device)
-    layout = prepare_inputs(config_path, config, work, device=device, msh_checkpoint=msh_checkpoint,
-                            train_images=train_images, eval_images=eval_images, mirror=mirror)  # fmt: skip
+    layout = prepare_inputs(
+        config_path,
+        config,
+        work,
+        device=device,
+        msh_checkpoint=msh_checkpoint,
+        train_images=train_images,
+        eval_images=eval_images,
+        mirror=mirror,
+    )
     codec = load_codec(layout.quality, checkpoint=layout.msh, device=torch_device)
     train_cfg = DecoderTrainConfig.from_config(config, layout.quality)
     model_config = DecoderConfig.from_section(config["decoder"]["model"], codec.net.M, codec.net.N)
     probe = train_rate(model_config, train_cfg, codec, warmup=1, steps=TRAIN_REPS, time_box_s=TRAIN_TIME_BOX_S)
     steps = max(1, math.floor(probe["it_per_s"] * minutes * 60))
     start = time.perf_counter()
-    _bench("train-decoder", "--config", config_path, "--quality", layout.quality, "--msh-checkpoint", layout.msh,
-           "--data", layout.train_images, "--out", layout.decoder, "--steps", steps, "--device", device)  # fmt: skip
+    _bench(
+        "train-decoder",
+        "--config",
+        config_path,
+        "--quality",
+        layout.quality,
+        "--msh-checkpoint",
+        layout.msh,
+        "--data",
+        layout.train_images,
+        "--out",
+        layout.decoder,
+        "--steps",
+        steps,
+        "--device",
+        device,
+    )
     train_s = time.perf_counter() - start
     batch = decode_batch_size or config["sampling"]["batch_size"]
     summaries, per_images, folders = decode_and_measure(layout, config_path, config, device=device, batch_size=batch)
     tables = work / "tables"
-    _bench("tables", "--summaries", *summaries, "--per-image", *per_images, "--reconstructions", *folders,
-           "--out-per-image", tables / "per_image.csv", "--out-summary", tables / "summary.csv")  # fmt: skip
+    _bench(
+        "tables",
+        "--summaries",
+        *summaries,
+        "--per-image",
+        *per_images,
+        "--reconstructions",
+        *folders,
+        "--out-per-image",
+        tables / "per_image.csv",
+        "--out-summary",
+        tables / "summary.csv",
+    )
     config_steps = train_cfg.steps
     return pd.read_csv(tables / "summary.csv").assign(
-        train_steps=steps, train_s=train_s, train_minutes_asked=minutes, config_train_steps=config_steps,
-        compute_ratio=steps / config_steps, train_batch=train_cfg.batch_size,
-        train_images=len(list_images(layout.train_images)), probe_it_per_s=probe["it_per_s"],
+        train_steps=steps,
+        train_s=train_s,
+        train_minutes_asked=minutes,
+        config_train_steps=config_steps,
+        compute_ratio=steps / config_steps,
+        train_batch=train_cfg.batch_size,
+        train_images=len(list_images(layout.train_images)),
+        probe_it_per_s=probe["it_per_s"],
         check_device=device_description(torch_device),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -491,14 +714,26 @@ def run_train_default(config_path: str | os.PathLike, *, work: str | os.PathLike
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
     if args.mode == "perf":
-        table = run_perf_check(args.paper_config, device=args.device, shrink=args.shrink, compile_model=args.compile,
-                               budget_s=args.budget_s, mirror=args.mirror)  # fmt: skip
+        table = run_perf_check(
+            args.paper_config,
+            device=args.device,
+            shrink=args.shrink,
+            compile_model=args.compile,
+            budget_s=args.budget_s,
+            mirror=args.mirror,
+        )
     else:
         table = run_train_default(
-            args.config, work=args.work, device=args.device, minutes=args.minutes, msh_checkpoint=args.msh_checkpoint,
-            train_images=args.train_images, eval_images=args.eval_images, mirror=args.mirror,
+            args.config,
+            work=args.work,
+            device=args.device,
+            minutes=args.minutes,
+            msh_checkpoint=args.msh_checkpoint,
+            train_images=args.train_images,
+            eval_images=args.eval_images,
+            mirror=args.mirror,
             decode_batch_size=args.decode_batch_size,
-        )  # fmt: skip
+        )
     write_tables({args.out: table})
     print(f"{len(table)} rows -> {args.out}")
     return 0
@@ -507,24 +742,40 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``gpu-check``."""
     parser = subparsers.add_parser(
-        "gpu-check", help="GPU perf table of the paper-size decoder, or the default decoder trained on the GPU",
+        "gpu-check",
+        help="GPU perf table of the paper-size decoder, or the default decoder trained on the GPU",
         description="--mode perf: UNet call timings (bf16/fp32, eager/compiled, batch sizes), peak memory, MFU, "
         "training it/s, determinism of the decode. --mode train-default: train the default config's decoder for "
         "--minutes on this device and decode its grid. Check the install first: python -m bench.preflight",
-    )  # fmt: skip
+    )
     parser.add_argument("--mode", choices=["perf", "train-default"], default="perf", help="default: perf")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cuda",
-                        help="default cuda: a missing GPU is an error, not a silent CPU run")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="cuda",
+        help="default cuda: a missing GPU is an error, not a silent CPU run",
+    )
     parser.add_argument("--out", required=True, metavar="CSV", help="e.g. results/gpu_check.csv")
     parser.add_argument("--mirror", help="dataset mirror (default: $BENCH_DATA_MIRROR or the config's data_mirror)")
     perf_group = parser.add_argument_group("--mode perf")
-    perf_group.add_argument("--paper-config", default=CONFIGS / "paper.yaml",
-                            help="config of the decoder, sizes and batches (default: configs/paper.yaml)")
+    perf_group.add_argument(
+        "--paper-config",
+        default=CONFIGS / "paper.yaml",
+        help="config of the decoder, sizes and batches (default: configs/paper.yaml)",
+    )
     perf_group.add_argument("--shrink", action="store_true", help="tiny sizes and UNet: a CPU smoke test in seconds")
-    perf_group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                            help="time torch.compile too (default on; minutes of compilation on a CPU)")
-    perf_group.add_argument("--budget-s", type=float, default=200.0,
-                            help="measurements that would start later are skipped rows (default 200 s)")
+    perf_group.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time torch.compile too (default on; minutes of compilation on a CPU)",
+    )
+    perf_group.add_argument(
+        "--budget-s",
+        type=float,
+        default=200.0,
+        help="measurements that would start later are skipped rows (default 200 s)",
+    )
     train_group = parser.add_argument_group("--mode train-default")
     train_group.add_argument("--config", default=CONFIGS / "default.yaml", help="default: configs/default.yaml")
     train_group.add_argument("--minutes", type=float, default=4.0, help="decoder training wall clock (default 4)")

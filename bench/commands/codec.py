@@ -1,6 +1,6 @@
 """CLI of the MSH codec: ``python -m bench encode`` and ``python -m bench train-msh``.
 
-(``decode`` lives in :mod:`bench.decode`, which dispatches to every decoder.)
+(``decode`` lives in :mod:`bench.commands.decode`, which dispatches to every decoder.)
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from statistics import mean
 
-from bench.codec.files import encode_path
 from bench.codec.checkpoints import ZOO_LAMBDAS, load_pretrained, save_checkpoint, zoo_origin
+from bench.codec.files import encode_path
 from bench.codec.msh import load_codec
 from bench.codec.train import MSHTrainConfig, train_msh
 from bench.config import load_config, validate_config, with_overrides
@@ -20,8 +20,11 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint P | --pretrained``, ``--device`` and ``--batch-size``: which MSH weights, where, how many."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="MSH checkpoint (from train-msh, or a compressai zoo file)")
-    source.add_argument("--pretrained", action="store_true",
-                        help="compressai's pretrained mbt2018-mean weights from $TORCH_HOME/hub/checkpoints")
+    source.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="compressai's pretrained mbt2018-mean weights from $TORCH_HOME/hub/checkpoints",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--batch-size", type=int, default=4, help="images per g_a/g_s batch (default: 4)")
 
@@ -55,7 +58,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     net = load_pretrained(args.quality)
     net.update(force=True)
     save_checkpoint(
-        args.out, net, quality=args.quality, lmbda=ZOO_LAMBDAS[args.quality], source="compressai-zoo",
+        args.out,
+        net,
+        quality=args.quality,
+        lmbda=ZOO_LAMBDAS[args.quality],
+        source="compressai-zoo",
         **zoo_origin(args.quality),
     )
     print(f"wrote {args.out} (compressai zoo mbt2018-mean q{args.quality})")
@@ -72,9 +79,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     enc.set_defaults(func=_cmd_encode)
 
     train = subparsers.add_parser(
-        "train-msh", help="train an mbt2018-mean model on random crops (resumes after a kill)",
+        "train-msh",
+        help="train an mbt2018-mean model on random crops (resumes after a kill)",
         description="Flags override the msh.train section of --config (or the schema defaults) and are "
-                    "checked by the same schema.",
+        "checked by the same schema.",
     )
     train.add_argument("--quality", type=int, required=True, help="quality 1..8 (sets the default lambda, N, M)")
     train.add_argument("--data", required=True, help="folder of training PNGs")
@@ -95,7 +103,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_cmd_train)
 
     export = subparsers.add_parser(
-        "export-msh", help="save compressai's pretrained mbt2018-mean weights ($TORCH_HOME, else download) as a suite checkpoint",
+        "export-msh",
+        help="save compressai's pretrained mbt2018-mean weights ($TORCH_HOME, else download) as a suite checkpoint",
         description="The workflow's zoo source: every later step then reads one checkpoint file per quality.",
     )
     export.add_argument("--quality", type=int, required=True, help="quality 1..8")
