@@ -131,10 +131,12 @@ def test_ci_workflow_runs_as_slurm_jobs(slurm_cluster: LocalSlurm, ci_local_run:
     for job_id in submitted:
         assert records[job_id]["state"] == "COMPLETED", (job_id, records[job_id])
         assert Path(records[job_id]["workdir"]) == tmp_path, (job_id, records[job_id])
-    # One Slurm job per job of the local run (its `all` target runs no command).
+    # One Slurm job per job of the local run, but `all` (it runs no command) and the config snapshot
+    # (a localrule: the main process writes it).
     ran = Counter(rule_of(records[job_id]["comment"]) for job_id in submitted)
     expected = job_counts(ci_local_run.output)
     expected.pop("all")
+    assert expected.pop("config_snapshot") == 1 and (tmp_path / "work" / "config.yaml").is_file()
     assert ran == expected
 
     problems = compare(pd.read_csv(run.summary), pd.read_csv(ci_local_run.summary))
