@@ -60,24 +60,24 @@ def _run(reference: Path, reconstructions: Path, out: Path, *extra: str) -> int:
     )
 
 
+def small_metrics_config(tmp_path: Path, **metrics: object) -> Path:
+    """A config for the tiny test images: CPU, random backbones allowed, small patches and samples."""
+    config = tmp_path / "metrics.yaml"
+    section = {
+        "patch_size": 48,
+        "bootstrap": 100,
+        "batch_size": 2,
+        "download_weights": False,
+        "swd_patches_per_level": 256,
+        **metrics,
+    }
+    config.write_text(yaml.safe_dump({"device": "cpu", "allow_random_backbones": True, "metrics": section}))
+    return config
+
+
 def test_end_to_end_writes_both_tables_with_provenance(folders: tuple[Path, Path, Path], tmp_path: Path) -> None:
     reference, reconstructions, bits = folders
-    config = tmp_path / "metrics.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "device": "cpu",
-                "allow_random_backbones": True,
-                "metrics": {
-                    "patch_size": 48,
-                    "bootstrap": 100,
-                    "batch_size": 2,
-                    "download_weights": False,
-                    "swd_patches_per_level": 256,
-                },
-            }
-        )
-    )
+    config = small_metrics_config(tmp_path)
     out, summary_path = tmp_path / "out" / "per_image.csv", tmp_path / "out" / "summary.csv"
     with pytest.warns(UserWarning, match="RANDOM-INIT"):
         code = _run(
@@ -310,23 +310,7 @@ def test_points_in_one_run_equal_each_point_run_alone(folders: tuple[Path, Path,
     other.mkdir()
     for path in sorted(reconstructions.glob("*.png")):  # a second point: a stronger degradation
         Image.fromarray(_degrade(np.asarray(Image.open(path)), 7)).save(other / path.name)
-    config = tmp_path / "metrics.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "device": "cpu",
-                "allow_random_backbones": True,
-                "metrics": {
-                    "patch_size": 48,
-                    "bootstrap": 100,
-                    "batch_size": 2,
-                    "download_weights": False,
-                    "swd_patches_per_level": 256,
-                    "niqe": False,
-                },
-            }
-        )
-    )
+    config = small_metrics_config(tmp_path, niqe=False)
     points = [(reconstructions, "a"), (other, "b")]
     common = ["--config", str(config), "--reference-cache", str(tmp_path / "cache")]
     for folder, name in points:
