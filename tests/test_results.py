@@ -21,6 +21,17 @@ COMMON = {
     "device": "cpu",
     "cpu_numerics": "avx2",
 }
+# A diffusion point's record: every field the tables read.
+DDIM_RECORD = DecodeRecord(
+    decoder="diffusion",
+    decode_s_per_image=3.0,
+    nfe=10,
+    decoder_weights="cd",
+    rho=0.0,
+    batch_size=2,
+    threads=1,
+    **COMMON,
+)
 
 
 def _point(tmp_path: Path, point: str, psnr: float, record: DecodeRecord | None) -> tuple[Path, Path, Path]:
@@ -42,16 +53,7 @@ def test_collect_joins_records_and_point_columns(tmp_path: Path) -> None:
         tmp_path,
         "ddim-k10-eta0-s0",
         23.0,
-        DecodeRecord(
-            decoder="diffusion",
-            decode_s_per_image=3.0,
-            nfe=10,
-            decoder_weights="cd",
-            rho=0.0,
-            batch_size=2,
-            threads=1,
-            **COMMON,
-        ),
+        DDIM_RECORD,
     )
     per_image, summary = collect(*zip(msh, ddim, strict=True))
     assert list(summary["point"]) == ["msh", "ddim-k10-eta0-s0"]
@@ -90,17 +92,7 @@ def test_missing_table_is_a_clear_error(tmp_path: Path) -> None:
     ],
 )
 def test_an_incomplete_decode_record_is_one_error_naming_the_fix(tmp_path: Path, change: dict, problem: str) -> None:
-    record = DecodeRecord(
-        decoder="diffusion",
-        decode_s_per_image=3.0,
-        nfe=10,
-        decoder_weights="cd",
-        rho=0.0,
-        batch_size=2,
-        threads=1,
-        **COMMON,
-    )
-    summary, per_image, folder = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, record)
+    summary, per_image, folder = _point(tmp_path, "ddim-k10-eta0-s0", 23.0, DDIM_RECORD)
     data = json.loads((folder / "decode.json").read_text())
     data |= {key: value for key, value in change.items() if value != "drop"}
     for key in [key for key, value in change.items() if value == "drop"]:
