@@ -176,19 +176,17 @@ def decode_batch(
 
 
 def _record(
-    plan: SamplingPlan,
-    seed: int,
+    sampling: dict[str, Any],
     model: DiffusionDecoder,
     decoder_checkpoint: Path,
     codec: MSHCodec,
     msh_source: str,
     streams: dict[Path, str],
 ) -> dict[str, Any]:
+    """What a decode records beside its outputs, the same for every seed (the seed goes in front)."""
     info = model.checkpoint_info
     return {
-        "decoder": "diffusion",
-        "seed": seed,
-        "sampling": plan.record(),
+        "sampling": sampling,
         "decoder_checkpoint": {
             "path": str(decoder_checkpoint),
             "sha256": sha256_file(decoder_checkpoint),
@@ -284,12 +282,16 @@ def decode_diffusion(
     digests = {path: sha256_file(path) for path in job.streams}
     msh_source = "pretrained" if pretrained else str(msh_checkpoint)
     batching = batching_record(job.streams, batches, batch_size)
+    sampling = plan.record()
+    record = _record(sampling, model, decoder_checkpoint, codec, msh_source, digests)
     for seed in job.seeds:
-        record = _record(plan, seed, model, decoder_checkpoint, codec, msh_source, digests)
-        _write_json(job.record_path(seed), record | {"compiled": compile_model, "batching": batching})
+        _write_json(
+            job.record_path(seed),
+            {"decoder": "diffusion", "seed": seed} | record | {"compiled": compile_model, "batching": batching},
+        )
     return DiffusionDecode(
         written=written,
-        nfe=plan.record()["network_evaluations"],
+        nfe=sampling["network_evaluations"],
         decoder_weights=model.checkpoint_info["weights_hash"],
         rho=model.checkpoint_info.get("rho_effective"),
         batch_size=batching["batch_size"],
