@@ -20,6 +20,7 @@ from bench.utils import (
     on_sigterm,
     os_error_in,
     os_error_message,
+    pin_portable_kernels,
     set_torch_threads,
 )
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         set_torch_threads(args.threads)
+        pin_portable_kernels()
         with on_sigterm(_terminate):
             return int(args.func(args) or 0)
     except Terminated as err:

@@ -365,7 +365,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 # The environment that pins torch's CPU kernels to one code path on every x86-64 CPU: ATen's
-# non-vectorised kernels, oneDNN's SSE4.1 kernels, MKL's conditional numerical reproducibility.
+# non-vectorised kernels, oneDNN's SSE4.1 kernels (oneDNN itself is then switched off, see
+# pin_portable_kernels), MKL's conditional numerical reproducibility.
 PORTABLE_NUMERICS_ENV: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "default",
     "DNNL_MAX_CPU_ISA": "SSE41",
@@ -382,6 +383,24 @@ def use_portable_numerics() -> None:
     if "torch" in sys.modules and cpu_numerics() != "portable":
         log.warning("--portable-numerics has no effect here: torch was imported before it was set")
     os.environ.update(PORTABLE_NUMERICS_ENV)
+
+
+def pin_portable_kernels() -> None:
+    """In a portable-numerics process, send convolutions to ATen's own kernels (im2col and MKL's
+    reproducible GEMM) instead of oneDNN's and NNPACK's; elsewhere do nothing (and import no torch).
+
+    oneDNN chooses its loop blocking by the CPU's cache sizes even with its ISA capped at SSE4.1, so
+    the same SSE4.1 kernels sum in another order on another CPU model: a 20-step MSH training gave
+    other weights on an AVX-512 Xeon than on the machine the golden table was made on, and with
+    oneDNN off its weights no longer depend on ``DNNL_MAX_CPU_ISA`` at all (7 % slower there).
+    The CLI calls this before any torch work.
+    """
+    if cpu_numerics() != "portable":
+        return
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
 
 
 def cpu_numerics() -> str:

@@ -86,3 +86,20 @@ def test_every_command_handler_lives_in_bench_commands():
     library = [path for path in package.rglob("*.py") if package / "commands" not in path.parents]
     holding_argparse = [str(path.relative_to(package)) for path in library if "argparse" in path.read_text()]
     assert holding_argparse == ["cli.py"]
+
+
+@pytest.mark.parametrize("portable", [True, False])
+def test_portable_numerics_keep_convolutions_off_onednn(portable):
+    """oneDNN blocks its loops by the CPU's cache sizes (another summation order on another CPU
+    model): a portable process must run convolutions on ATen's kernels; a native one keeps oneDNN
+    and is not made to import torch."""
+    code = (
+        "import sys\nfrom bench.utils import pin_portable_kernels\npin_portable_kernels()\n"
+        "print('torch' in sys.modules)\n"
+        "import torch\nprint(torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in utils.PORTABLE_NUMERICS_ENV}
+    if portable:
+        env |= utils.PORTABLE_NUMERICS_ENV
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == (["True", "False", "False"] if portable else ["False", "True", "True"])
