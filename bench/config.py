@@ -1,15 +1,16 @@
 """Load and validate run configurations against the one schema (``bench/schema.yaml``).
 
-The Snakefile validates its config through :func:`validate_config` too, which runs
-``snakemake.utils.validate`` on the same schema file: both reject the same bad keys with the same
-one-line message and fill in the same defaults. Command-line flags that stand for config keys are
-merged in by :func:`with_overrides` and validated again, so ``--steps -5`` gets the message a
-``steps: -5`` in the file would.
+The Snakefile validates its config through :func:`validate_config` too: both reject the same bad
+keys with the same one-line message and fill in the same defaults. The schema file leaves the names
+of the samplers and prediction types to :mod:`bench.sampler_facts` (:func:`load_schema` fills them
+in). Command-line flags that stand for config keys are merged in by :func:`with_overrides` and
+validated again, so ``--steps -5`` gets the message a ``steps: -5`` in the file would.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bench.sampler_facts import PREDICTION_TYPES, SAMPLER_NAMES
 from bench.utils import BenchError, atomic_path
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
@@ -44,21 +46,56 @@ def schema_error_message(err: Any) -> str:
     return f"config key '{key or '<top level>'}': {message}"
 
 
+# The allowed values the schema file leaves to the code's registries: (path in the schema, values).
+_REGISTRY_ENUMS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("$defs", "sampler_point", "properties", "sampler"), tuple(sorted(SAMPLER_NAMES))),
+    (("properties", "decoder", "properties", "model", "properties", "prediction_type"), PREDICTION_TYPES),
+)
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The config schema: ``bench/schema.yaml`` with the sampler and prediction-type names filled in
+    from :mod:`bench.sampler_facts`, so a new sampler needs no second list in the schema file."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    for path, values in _REGISTRY_ENUMS:
+        node = schema
+        for key in path:
+            node = node[key]
+        node["enum"] = list(values)
+    return schema
+
+
+def _with_defaults(validator_class: Any) -> Any:
+    """``validator_class`` that also fills every missing property that has a ``default`` (jsonschema's
+    FAQ recipe, as ``snakemake.utils.validate(set_default=True)`` does), a fresh copy each time."""
+    from jsonschema import validators
+
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
 def validate_config(config: dict[str, Any] | None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every schema default filled in.
 
     Raises :class:`BenchError` with :func:`schema_error_message`'s one line.
     """
+    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
 
     checked = copy.deepcopy(config) if config is not None else {}
     try:
-        validate(checked, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:  # snakemake wraps the jsonschema error it was handling
-        cause = err.__context__
-        raise BenchError(schema_error_message(cause) if isinstance(cause, ValidationError) else str(err)) from None
+        _with_defaults(Draft202012Validator)(load_schema()).validate(checked)
+    except ValidationError as err:
+        raise BenchError(schema_error_message(err)) from None
     return checked
 
 

@@ -25,12 +25,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.sampler_facts import SAMPLER_NAMES, SAMPLERS_WITH_ETA
 from bench.utils import BenchError
-
-# Samplers whose update has an eta (stochasticity) parameter; the others carry none in their id.
-SAMPLERS_WITH_ETA = frozenset({"ddim"})
-SAMPLER_NAMES = frozenset({"ddpm", "ddim", "dpmpp"})
-
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _DIFFUSION = re.compile(

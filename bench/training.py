@@ -9,16 +9,19 @@ saved with the weights. ``OUT`` itself is written once, at the end, by the train
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from tqdm import tqdm
 
-from bench.data import RandomCrops, crop_batches
+from bench.images import load_rgb
 from bench.utils import BenchError, Terminated, deferred_sigterm, interrupted_message, progress_options
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
 
 # Settings that may change between a kill and the resumed run without changing the result.
@@ -28,6 +31,45 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 def partial_path(out: Path) -> Path:
     """Where the resumable training state of ``out`` lives while training runs."""
     return out.with_name(out.name + ".partial")
+
+
+class RandomCrops:
+    """An endless, deterministic stream of random ``crop``×``crop`` RGB crops in [0, 1] (CHW float).
+
+    Images are decoded once and kept in memory (training sets here are small); the crop positions
+    and image choices come from a generator seeded with ``seed``, so the same seed gives the same
+    stream. Images smaller than the crop are rejected up front with their names.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], crop: int, seed: int = 0) -> None:
+        if not paths:
+            raise BenchError("no training images given")
+        self.images = [load_rgb(p) for p in paths]
+        small = [str(p) for p, im in zip(paths, self.images, strict=True) if min(im.shape[:2]) < crop]
+        if small:
+            raise BenchError(f"training images smaller than the {crop}px crop: {', '.join(small)}")
+        self.crop = crop
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        import torch  # here, not at module level: bench.training stays torch-free to import
+
+        rng = np.random.default_rng(self.seed)
+        while True:
+            image = self.images[rng.integers(len(self.images))]
+            top = rng.integers(image.shape[0] - self.crop + 1)
+            left = rng.integers(image.shape[1] - self.crop + 1)
+            patch = image[top : top + self.crop, left : left + self.crop]
+            yield torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float().div(255.0)
+
+
+def crop_batches(dataset: RandomCrops, batch_size: int) -> Iterator[torch.Tensor]:
+    """Group a crop stream into ``[batch_size, 3, crop, crop]`` tensors."""
+    import torch
+
+    stream = iter(dataset)
+    while True:
+        yield torch.stack([next(stream) for _ in range(batch_size)])
 
 
 def crop_stream(images: Sequence[Path], crop: int, batch_size: int, seed: int, skip: int) -> Iterator[Tensor]:

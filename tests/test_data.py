@@ -13,6 +13,7 @@ from PIL import Image
 
 from bench import data
 from bench.cli import main
+from bench.training import RandomCrops, crop_batches
 from bench.utils import BenchError
 
 from .conftest import write_png
@@ -128,13 +129,13 @@ def test_resize_short_side_crop() -> None:
 
 def test_random_crops_are_deterministic(tmp_path: Path) -> None:
     paths = [write_png(tmp_path / f"{i}.png", 70, 90, seed=i) for i in range(3)]
-    first = next(data.crop_batches(data.RandomCrops(paths, 32, seed=7), 4))
-    second = next(data.crop_batches(data.RandomCrops(paths, 32, seed=7), 4))
-    other = next(data.crop_batches(data.RandomCrops(paths, 32, seed=8), 4))
+    first = next(crop_batches(RandomCrops(paths, 32, seed=7), 4))
+    second = next(crop_batches(RandomCrops(paths, 32, seed=7), 4))
+    other = next(crop_batches(RandomCrops(paths, 32, seed=8), 4))
     assert first.shape == (4, 3, 32, 32) and first.min() >= 0.0 and first.max() <= 1.0
     assert torch_equal(first, second) and not torch_equal(first, other)
     with pytest.raises(BenchError, match="smaller than"):
-        data.RandomCrops(paths, 128)
+        RandomCrops(paths, 128)
 
 
 def torch_equal(a, b) -> bool:  # noqa: ANN001 - tiny helper

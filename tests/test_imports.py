@@ -103,3 +103,25 @@ def test_portable_numerics_keep_convolutions_off_onednn(portable):
         env |= utils.PORTABLE_NUMERICS_ENV
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == (["True", "False", "False"] if portable else ["False", "True", "True"])
+
+
+def test_the_diffusion_face_loads_a_name_with_its_module_only():
+    """``from bench.diffusion import load_decoder`` must not pull in the samplers' diffusers; the
+    samplers' names load them when asked for."""
+    probe = (
+        "import sys\nfrom bench.diffusion import load_decoder\nprint('diffusers' in sys.modules)\n"
+        "from bench.diffusion import plan_sampling\nprint('diffusers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_diffusion_face_names_exist_in_their_modules():
+    import importlib
+
+    import bench.diffusion
+
+    for name, module in bench.diffusion._FACE.items():  # noqa: SLF001 (the face's own table)
+        assert hasattr(importlib.import_module(f"bench.diffusion.{module}"), name), name
+    with pytest.raises(AttributeError, match="no_such_name"):
+        bench.diffusion.no_such_name  # noqa: B018

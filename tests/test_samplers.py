@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
+from bench.config import validate_config
 from bench.diffusion.model import Condition, DecoderConfig
 from bench.diffusion.samplers import SAMPLERS, plan_sampling, rebuild_scheduler, sample
 from bench.diffusion.schedule import NoiseSchedule, make_schedule
-from bench.points import SAMPLER_NAMES, SAMPLERS_WITH_ETA
+from bench.sampler_facts import PREDICTION_TYPES, SAMPLER_FACTS
 from bench.utils import BenchError
 
 S = 0.3  # data standard deviation
@@ -300,16 +299,28 @@ def test_record_rebuilds_the_scheduler(sampler: str, cls: type, train_timesteps:
     assert torch.equal(*steps_out) and steps_out[0].isfinite().all()
     assert record["model_timesteps"] == plan.schedule.timestep_map[record["scheduler_timesteps"]].tolist()
     assert record["network_evaluations"] == steps
-    if SAMPLERS[sampler].respaced:  # respaced chains start at the pure-noise end
+    if SAMPLER_FACTS[sampler].respaced:  # respaced chains start at the pure-noise end
         assert record["model_timesteps"][0] == model.config.train_timesteps - 1
 
 
-def test_schema_lists_every_sampler() -> None:
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "bench" / "schema.yaml").read_text())
-    assert sorted(schema["$defs"]["sampler_point"]["properties"]["sampler"]["enum"]) == sorted(SAMPLERS)
+@pytest.mark.parametrize("sampler", sorted(SAMPLER_FACTS))
+def test_config_schema_allows_each_registered_sampler(sampler: str) -> None:
+    """The schema file names no sampler: its allowed values come from bench.sampler_facts."""
+    grid = [{"sampler": sampler, "steps": [2]}]
+    assert validate_config({"sampling": {"grid": grid}})["sampling"]["grid"][0]["sampler"] == sampler
 
 
-def test_point_ids_know_every_sampler() -> None:
-    """bench.points (light, no diffusers import) keeps its own name lists: they must match the registry."""
-    assert set(SAMPLERS) == SAMPLER_NAMES
-    assert {name for name, spec in SAMPLERS.items() if spec.takes_eta} == SAMPLERS_WITH_ETA
+def test_config_schema_refuses_an_unregistered_sampler_naming_the_registered_ones() -> None:
+    with pytest.raises(BenchError) as err:
+        validate_config({"sampling": {"grid": [{"sampler": "euler", "steps": [2]}]}})
+    assert all(name in str(err.value) for name in SAMPLER_FACTS), str(err.value)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample", "x0"])
+def test_config_schema_prediction_types_are_the_registered_ones(prediction_type: str) -> None:
+    config = {"decoder": {"model": {"prediction_type": prediction_type}}}
+    if prediction_type in PREDICTION_TYPES:
+        assert validate_config(config)["decoder"]["model"]["prediction_type"] == prediction_type
+    else:
+        with pytest.raises(BenchError, match="prediction_type"):
+            validate_config(config)

@@ -20,7 +20,8 @@ from bench.codec.checkpoints import load_checkpoint, weights_label, zoo_origin
 from bench.codec.files import bitstream_paths, codec_for_streams, decode_path, read_header
 from bench.commands.codec import add_codec_arguments
 from bench.decode_record import DecodeRecord
-from bench.points import KNOB_DEFAULTS, SAMPLER_NAMES, Knobs, parse_point
+from bench.points import KNOB_DEFAULTS, Knobs, parse_point
+from bench.sampler_facts import SAMPLER_NAMES
 from bench.utils import (
     BenchError,
     cpu_numerics,
@@ -62,7 +63,7 @@ def _add_diffusion_arguments(parser: argparse.ArgumentParser) -> None:
         help="a diffusion point id (bench/points.py), e.g. ddim-k10-eta0-s0 or ddpm-k50-t0.4-s1: "
         "sets --sampler, --steps, --eta, --t0, --guidance, --n-avg and --seed (the workflow's form)",
     )
-    group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="bench.diffusion.samplers registry name")
+    group.add_argument("--sampler", choices=sorted(SAMPLER_NAMES), help="a sampler of bench.sampler_facts")
     group.add_argument("--steps", type=int, help="sampling steps K (network evaluations per sample)")
     group.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default 0: deterministic)")
     group.add_argument(
@@ -138,7 +139,7 @@ def _resolve_diffusion(args: argparse.Namespace) -> None:
 
 
 def _run_diffusion(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.diffusion.pipeline import decode_diffusion  # imports diffusers only when used
+    from bench.diffusion import decode_diffusion  # imports diffusers only when used
 
     result = decode_diffusion(
         args.input,
@@ -167,7 +168,7 @@ def _run_diffusion(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _diffusion_outputs(args: argparse.Namespace) -> list[Path]:
-    from bench.diffusion.pipeline import seed_outputs
+    from bench.diffusion import seed_outputs
 
     return list(seed_outputs(args.output, args.seeds).values())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.diffusion.train import train_from_config
+from bench.diffusion import train_from_config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ from bench import perf
 from bench.codec import MSHCodec, unpad, write_png
 from bench.codec.checkpoints import build_model
 from bench.config import load_config, with_overrides
-from bench.diffusion.model import DecoderConfig, DiffusionDecoder
+from bench.diffusion import DecoderConfig, DiffusionDecoder
 from bench.utils import (
     BenchError,
     code_version,
@@ -223,7 +223,7 @@ def _measured_or_note(budget: Budget, measure: Callable[[], dict[str, Any]]) -> 
 def timing_perceptual_loss(rho: float, device: torch.device) -> tuple[torch.nn.Module | None, str]:
     """LPIPS(VGG) for timing the rho term and a note: the real weights when present, else a
     random-init VGG16 (same FLOPs); None when rho is 0."""
-    from bench.diffusion.train import perceptual_loss, vgg_weights_path
+    from bench.diffusion import perceptual_loss, vgg_weights_path
 
     if rho == 0:
         return None, ""
@@ -241,7 +241,7 @@ def train_rate(
     """Optimiser steps per second of ``bench.diffusion.train`` for this model and train config on
     random crops (the codec's device): ``warmup`` untimed steps, then up to ``steps`` timed ones
     within ``time_box_s``; peak memory over the timed steps."""
-    from bench.diffusion.train import new_run, prepare_batch, train_step
+    from bench.diffusion import new_run, prepare_batch, train_step
 
     device = codec.device
     run = new_run(model_config, train_cfg, codec)
@@ -275,7 +275,7 @@ def train_rate(
 
 def train_row(ctx: perf.Context, check: PerfCheck, config: dict[str, Any], budget: Budget) -> dict[str, Any]:
     """The ``train_step`` row at the paper's crop and batch (``check``'s when shrunk)."""
-    from bench.diffusion.train import DecoderTrainConfig
+    from bench.diffusion import DecoderTrainConfig
 
     shrunk = with_overrides(
         config, {"decoder.train.crop": check.train_crop, "decoder.train.batch_size": check.train_batch}
@@ -321,8 +321,7 @@ def cudnn_deterministic(enabled: bool) -> Iterator[None]:
 
 def png_bytes_of_decode(ctx: perf.Context, size: perf.SizeInputs, seed: int, folder: Path, name: str) -> bytes:
     """The PNG the decode path writes for ``size``'s latent: DDPM-``DETERMINISM_STEPS``, one seed."""
-    from bench.diffusion.pipeline import decode_batch
-    from bench.diffusion.samplers import plan_sampling
+    from bench.diffusion import decode_batch, plan_sampling
 
     plan = plan_sampling(ctx.model, sampler="ddpm", steps=DETERMINISM_STEPS, clip=ctx.clip)
     images = decode_batch(ctx.model, ctx.codec, [size.latent], plan, [seed])
@@ -638,7 +637,7 @@ def run_train_default(
     training budget (``train_steps``, ``train_s``, ``compute_ratio`` = steps ÷ the config's steps)."""
     from bench.codec import load_codec
     from bench.data import list_images
-    from bench.diffusion.train import DecoderTrainConfig
+    from bench.diffusion import DecoderTrainConfig
 
     if minutes <= 0:
         raise BenchError(f"--minutes must be > 0, got {minutes:g}")

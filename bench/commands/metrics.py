@@ -12,15 +12,14 @@ from bench.config import config_hash, load_config, validate_config
 from bench.metrics.evaluate import MetricsOptions, PointTables, run_metrics_points
 from bench.utils import BenchError
 
-# The keys of one ``--points`` entry: PointTables' fields (paths, and labels as an object).
-POINT_KEYS: dict[str, type] = {
-    "reconstructions": str,
-    "out": str,
-    "summary": str,
-    "bitstreams": str,
-    "bpp_table": str,
-    "labels": dict,
-}
+# The keys of one ``--points`` entry: PointTables' fields (paths as strings, the labels as an object);
+# those without a default are required.
+POINT_KEYS: dict[str, type] = {f.name: dict if f.name == "labels" else str for f in dataclasses.fields(PointTables)}
+REQUIRED_POINT_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(PointTables)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
 SINGLE_POINT_FLAGS = ("reconstructions", "out", "summary", "bitstreams", "bpp_table", "label")
 
 
@@ -71,7 +70,7 @@ def _point(number: int, entry: Any) -> PointTables:
     unknown = sorted(set(entry) - set(POINT_KEYS))
     if unknown:
         raise BenchError(f"{where} has unknown keys {unknown}; known: {sorted(POINT_KEYS)}")
-    for key in ("reconstructions", "out"):
+    for key in REQUIRED_POINT_KEYS:
         if key not in entry:
             raise BenchError(f"{where} lacks {key!r}")
     for key, value in entry.items():

@@ -25,9 +25,9 @@ from torch import nn
 from bench.diffusion.latent_decoder import NUM_STAGES, LatentDecoder
 from bench.diffusion.schedule import NoiseSchedule, make_schedule
 from bench.diffusion.unet import UNet
+from bench.sampler_facts import PREDICTION_TYPES
 from bench.utils import BenchError, state_dict_hash
 
-PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 CHECKPOINT_FORMAT = "rdp-bench-diffusion-decoder"
 CHECKPOINT_VERSION = 2  # 2: the EMA weights' state_dict_hash is stored and checked on load
 _DEFAULT_RESPACING = "config"

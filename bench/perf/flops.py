@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.diffusion.latent_decoder import NUM_STAGES
-from bench.diffusion.model import Condition, DiffusionDecoder
+from bench.diffusion import NUM_STAGES, Condition, DiffusionDecoder
 
 LATENT_UPSAMPLING = 2**NUM_STAGES  # y_hat is at 1/16 of the (padded) image size
 

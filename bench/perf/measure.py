@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from bench.codec import DecodedLatent, MSHCodec, decode_latent, encode, synthesize_batch
-from bench.diffusion.model import Condition, DiffusionDecoder
+from bench.diffusion import Condition, DiffusionDecoder
 from bench.perf.flops import peak_bf16_flops, unet_flops, unet_inputs
 from bench.perf.inputs import input_image
 from bench.perf.settings import PerfSettings
@@ -93,7 +93,7 @@ def prepare_size(
 def conditioning(ctx: Context, latents: Sequence[DecodedLatent], knobs: Knobs | None = None) -> Condition | None:
     """The decode's per-batch setup for ``knobs`` (default: the plain sampler, whose conditioning is
     never None): ``bench.diffusion.pipeline.batch_setup``, the part of ``decode_batch`` before its steps."""
-    from bench.diffusion.pipeline import batch_setup  # imports diffusers only when used
+    from bench.diffusion import batch_setup  # imports diffusers only when used
 
     with torch.inference_mode():
         return batch_setup(ctx.model, ctx.codec, latents, knobs or Knobs()).cond
@@ -153,8 +153,11 @@ def measure_point(ctx: Context, size: SizeInputs, point: Point, batch: int) -> d
     """A diffusion point's row: the production decode of ``batch`` copies of the latent (truncated
     and extrapolated when its NFE exceeds ``max_steps_timed``, see the module doc), with its setup
     and a bare UNet forward timed in the same repetitions."""
-    from bench.diffusion.pipeline import decode_batch  # imports diffusers only when used
-    from bench.diffusion.samplers import SamplingPlan, plan_sampling
+    from bench.diffusion import (
+        SamplingPlan,
+        decode_batch,  # imports diffusers only when used
+        plan_sampling,
+    )
 
     knobs = point.knobs
 

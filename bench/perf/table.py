@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from bench.codec import load_codec
 from bench.config import config_hash, load_config
-from bench.diffusion.model import load_decoder
+from bench.diffusion import load_decoder
 from bench.perf.flops import peak_note
 from bench.perf.measure import Context, flag_best_batch, measure_msh, measure_point, prepare_size
 from bench.perf.settings import PerfSettings
@@ -116,7 +116,7 @@ def run_perf(
     ``device`` defaults to the config's; ``image`` (cropped to each size) to the mirror's Kodak, else
     a generated image; ``compile_model`` overrides ``perf.compile``.
     """
-    from bench.diffusion.pipeline import check_decoder_matches_codec, inference_layout  # imports diffusers when used
+    from bench.diffusion import check_decoder_matches_codec, inference_layout  # imports diffusers when used
 
     config = load_config(config_path)
     settings = PerfSettings.from_config(config)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from bench.diffusion.model import Condition, DiffusionDecoder
+from bench.diffusion import Condition, DiffusionDecoder
 from bench.perf.measure import Context, SizeInputs, conditioning
 from bench.perf.settings import PerfSettings
 from bench.perf.timing import synchronize
@@ -81,7 +81,7 @@ def _bf16_autocast(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call
 @contextlib.contextmanager
 def _compiled(model: DiffusionDecoder, inputs: StepInputs) -> Iterator[Call]:
     """The UNet compiled as ``decode --compile`` does (compilation happens in the warm-up calls, not timed)."""
-    from bench.diffusion.pipeline import compile_unet  # imports diffusers only when used
+    from bench.diffusion import compile_unet  # imports diffusers only when used
 
     eager = model.unet
     compile_unet(model)
