@@ -340,7 +340,8 @@ def state_dict_hash(state: dict[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a channels-last 1x1 kernel (CUDA training) counts as contiguous but keeps a last stride > 1
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 
