@@ -393,7 +393,7 @@ def pin_portable_kernels() -> None:
     oneDNN chooses its loop blocking by the CPU's cache sizes even with its ISA capped at SSE4.1, so
     the same SSE4.1 kernels sum in another order on another CPU model: a 20-step MSH training gave
     other weights on an AVX-512 Xeon than on the machine the golden table was made on, and with
-    oneDNN off its weights no longer depend on ``DNNL_MAX_CPU_ISA`` at all (7 % slower there).
+    oneDNN off its weights no longer depend on ``DNNL_MAX_CPU_ISA`` at all (the cost: README, Tests and CI).
     The CLI calls this before any torch work.
     """
     if cpu_numerics() != "portable":

@@ -28,6 +28,7 @@ from bench.codec.checkpoints import save_checkpoint
 from bench.codec.train import partial_path
 from bench.utils import TERMINATED_EXIT, BenchError, atomic_path, atomic_torch_save
 from tests.conftest import REPO, write_png
+from tests.test_codec_train import train_args
 
 
 @pytest.fixture()
@@ -43,23 +44,6 @@ def msh_checkpoint(tmp_path: Path) -> Path:
     path = tmp_path / "q1.pt"
     save_checkpoint(path, MeanScaleHyperprior(8, 8), quality=1)
     return path
-
-
-def train_args(data: Path, out: Path, **flags: str) -> list[str]:
-    args = {
-        "--quality": "1",
-        "--data": str(data),
-        "--out": str(out),
-        "--steps": "3",
-        "--N": "8",
-        "--M": "8",
-        "--batch-size": "2",
-        "--crop": "64",
-        "--checkpoint-every": "2",
-        "--device": "cpu",
-        **flags,
-    }
-    return ["train-msh", *(item for pair in args.items() for item in pair)]
 
 
 def one_error_line(capsys: pytest.CaptureFixture) -> str:

@@ -29,7 +29,8 @@ def data_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def train_args(data: Path, out: Path, steps: int, **extra: str) -> list[str]:
+def train_args(data: Path, out: Path, steps: int = 3, **extra: str) -> list[str]:
+    """A small ``train-msh`` command line (N = M = 8 on 64 px crops); ``extra`` adds or overrides flags."""
     args = {
         "--quality": "1",
         "--data": str(data),

@@ -118,10 +118,10 @@ def inference_layout(model: DiffusionDecoder) -> DiffusionDecoder:
     """``model``, in place, in the memory layout that samples fastest on its device.
 
     CPU: channels-last weights (oneDNN's native convolution layout; the activations follow them):
-    per network call on 2 idle cores (default decoder, ``python -m bench perf``, ablation row
-    ``channels_last``) 1.01x at 256x256 and 1.10-1.29x at 768x512, never slower beyond noise;
-    outputs within 1e-4 of the contiguous model's (``tests/test_perf.py``), i.e.
-    about 0.1 % of 8-bit pixel values one level apart. CUDA: left as loaded (not measured yet).
+    never slower than the contiguous model in the perf table's ablation row ``channels_last`` (its
+    measured ratios are in the README, Performance), outputs within 1e-4 of the contiguous model's
+    (``tests/test_perf.py``), i.e. about 0.1 % of 8-bit pixel values one level apart. CUDA: left as
+    loaded (not measured yet).
     """
     if next(model.parameters()).device.type == "cpu":
         model.to(memory_format=torch.channels_last)

@@ -138,7 +138,7 @@ def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
     values and bounds the matrix at d×d. The value equals torch-fidelity's ``eigvals(Σ₁Σ₂)`` formula (a
     test checks it), but is exact for rank-deficient covariances (no complex roots of tiny negative
     eigenvalues) and costs milliseconds for a few hundred patches instead of a 2048×2048 non-symmetric
-    eigendecomposition (~10 s on a 2-core CPU).
+    eigendecomposition.
     """
     x = features_1.detach().cpu().to(torch.float64)
     y = features_2.detach().cpu().to(torch.float64)
