@@ -22,23 +22,22 @@ from bench.codec import MSHCodec, load_codec, pad
 from bench.codec.checkpoints import save_checkpoint
 from bench.config import load_config
 from bench.diffusion import train
-from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
-from bench.diffusion.samplers import sample
-from bench.diffusion.schedule import make_schedule
-from bench.diffusion.train import (
+from bench.diffusion.losses import (
     VGG_WEIGHTS,
-    DecoderTrainConfig,
     TrainBatch,
     diffusion_loss,
     min_snr_weight,
-    partial_path,
     perceptual_loss,
     prepare_batch,
-    train_decoder,
     uncond_keep_mask,
     vb_term,
 )
+from bench.diffusion.model import DecoderConfig, DiffusionDecoder, load_decoder
+from bench.diffusion.samplers import sample
+from bench.diffusion.schedule import make_schedule
+from bench.diffusion.train import DecoderTrainConfig, train_decoder
 from bench.points import Knobs
+from bench.training import partial_path
 from bench.utils import BenchError, Terminated
 from tests.ci_workflow import WorkflowRun
 from tests.conftest import REPO, write_png

@@ -175,8 +175,9 @@ def test_fid_equals_torch_fidelitys_formula_on_2048_features(real_weights: Weigh
 def test_rho_09_trains_with_lpips_vgg_on_the_zoo_latent(real_weights: WeightFiles, tmp_path: Path) -> None:
     """rho = 0.9 with the VGG file present: the term is in the loss, its gradient reaches the UNet,
     the checkpoint records 0.9; the default config's decoder fits the zoo's M = 192 latent."""
+    from bench.diffusion.losses import diffusion_loss, perceptual_loss, prepare_batch
     from bench.diffusion.model import DecoderConfig, DiffusionDecoder
-    from bench.diffusion.train import DecoderTrainConfig, diffusion_loss, perceptual_loss, prepare_batch, train_decoder
+    from bench.diffusion.train import DecoderTrainConfig, train_decoder
 
     msh = tmp_path / "msh.pt"
     assert main(["export-msh", "--quality", "1", "--out", str(msh)]) == 0
@@ -389,7 +390,7 @@ def test_zoo_availability_checks_presence_hash_and_reachability(
 def test_rho_with_an_unregistered_vgg_file_is_refused_or_falls_back(
     weight_files: WeightFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bench.diffusion.train import perceptual_loss
+    from bench.diffusion.losses import perceptual_loss
 
     path = _unregistered_copy(weight_files, BACKBONES["vgg16"].filename, tmp_path, monkeypatch)
     with pytest.raises(BenchError, match=rf"rho = 0.9 .*{path}.*397923af"):

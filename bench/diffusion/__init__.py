@@ -31,11 +31,11 @@ _FACE: dict[str, str] = {
     "plan_sampling": "samplers",
     "DecoderTrainConfig": "train",
     "new_run": "train",
-    "perceptual_loss": "train",
-    "prepare_batch": "train",
+    "perceptual_loss": "losses",
+    "prepare_batch": "losses",
     "train_from_config": "train",
     "train_step": "train",
-    "vgg_weights_path": "train",
+    "vgg_weights_path": "losses",
 }
 __all__ = sorted(_FACE)
 
