@@ -96,25 +96,29 @@ def test_perceptual_distance_is_zero_for_identical_images(metric: type, backbone
     assert torch.all(light > 1e-4) and torch.all(heavy > light)
 
 
+# The network class, its backbone, and the module that runs once per features call (hooked to count).
+MEMOISED_NETWORKS = {
+    "lpips": (LPIPS, "alexnet", lambda network: network.net.net.trunk),
+    "dists": (DISTS, "vgg16", lambda network: network.net.stage1),
+}
+
+
 @pytest.mark.parametrize("budget", [None, 0])
-def test_dists_reuses_the_reference_features_and_gives_the_fresh_values(
-    budget: int | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("name", sorted(MEMOISED_NETWORKS))
+def test_reference_features_are_reused_and_give_the_fresh_values(name: str, budget: int | None) -> None:
+    cls, backbone, trunk = MEMOISED_NETWORKS[name]
     reference = _images((2, 3, 64, 80), seed=0)
     reconstructions = [_add_noise(reference, sigma, seed=1) for sigma in (8.0, 30.0, 60.0)]
-    fresh = [DISTS(_random_backbone("vgg16"), seed=0)(reference, r) for r in reconstructions]
-    network = DISTS(_random_backbone("vgg16"), seed=0)
+    fresh = [cls(_random_backbone(backbone), seed=0)(reference, r) for r in reconstructions]
+    network = cls(_random_backbone(backbone), seed=0)
     if budget is not None:
-        network.net.reference_budget_bytes = budget
+        network.reference.memo.budget_bytes = budget
     calls = []
-    upstream = type(network.net).__mro__[1].forward_once
-    monkeypatch.setattr(
-        type(network.net).__mro__[1], "forward_once", lambda self, x: calls.append(x) or upstream(self, x)
-    )
+    trunk(network).register_forward_hook(lambda module, inputs, output: calls.append(inputs[0]))
     reused = [network(reference, r) for r in reconstructions]
     for got, want in zip(reused, fresh, strict=True):
         assert torch.equal(got, want)
-    # VGG16 runs on the reference once when its features fit the budget, on every call otherwise.
+    # The trunk runs on the reference once when its features fit the budget, on every call otherwise.
     assert len(calls) == (4 if budget is None else 6)
     other = _images((2, 3, 64, 80), seed=9)
     assert not torch.equal(network(other, reconstructions[0]), reused[0])
@@ -230,7 +234,7 @@ def test_local_weights_file_is_used_without_network(empty_torch_home: Path, monk
     assert resolved.provenance == "real"
     network = LPIPS(resolved)
     assert network.provenance == "real"
-    torch.testing.assert_close(network.net.net.slice1[0].weight, features["features.0.weight"])
+    torch.testing.assert_close(network.net.net.trunk.slice1[0].weight, features["features.0.weight"])
 
 
 def test_foreign_weights_file_is_a_clear_error(empty_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

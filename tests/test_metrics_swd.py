@@ -31,6 +31,8 @@ import scipy.ndimage
 import torch
 from PIL import Image
 
+from bench.metrics import swd as swd_module
+from bench.metrics.reference_cache import ReferenceMemo
 from bench.metrics.swd import laplacian_pyramid, swd, swd_level_count
 from bench.utils import BenchError
 
@@ -205,3 +207,26 @@ def test_bad_budget_is_a_clear_error() -> None:
     images = [np.zeros((32, 32, 3), np.uint8)]
     with pytest.raises(BenchError, match="patches_per_level"):
         swd(images, images, patches_per_level=0)
+
+
+@pytest.mark.parametrize("budget_bytes", [1 << 30, 0])
+def test_memo_keeps_the_reference_side_and_gives_the_fresh_values(
+    kodak_crops: list[np.ndarray], budget_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = kodak_crops[:3]
+    noisy = [_noisy(image, 10.0, seed=i) for i, image in enumerate(reference)]
+    blurred = [_blur(image, 1.5) for image in reference]
+    small = {**FAST, "patches_per_level": 1024}
+    fresh = [swd(reference, other, **small) for other in (noisy, blurred)]
+    labels: list[str] = []
+    describe = swd_module._descriptors
+    monkeypatch.setattr(swd_module, "_descriptors", lambda *args: labels.append(args[-1]) or describe(*args))
+    memo = ReferenceMemo(budget_bytes)
+    assert [swd(reference, other, **small, memo=memo) for other in (noisy, blurred)] == fresh
+    # With room in the memo the reference set is described once for both calls, else once per call.
+    once = ["reference", "reconstruction", "reconstruction"]
+    assert labels == (once if budget_bytes else ["reference", "reconstruction"] * 2)
+    # Another seed or another reference set is another key, never a stale value.
+    other_seed = {**small, "seed": 1}
+    assert swd(reference, noisy, **other_seed, memo=memo) == swd(reference, noisy, **other_seed)
+    assert swd(blurred, noisy, **small, memo=memo) == swd(blurred, noisy, **small)

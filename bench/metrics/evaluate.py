@@ -53,7 +53,13 @@ from bench.metrics.fidelity import ms_ssim, psnr
 from bench.metrics.niqe import niqe, pristine_model, size_limit, too_small
 from bench.metrics.perceptual import DISTS, LPIPS
 from bench.metrics.rates import file_bpp, read_bpp_table
-from bench.metrics.reference_cache import cache_key, cache_path, load_reference_features, save_reference_features
+from bench.metrics.reference_cache import (
+    ReferenceMemo,
+    cache_key,
+    cache_path,
+    load_reference_features,
+    save_reference_features,
+)
 from bench.metrics.swd import DEFAULT_PATCHES_PER_LEVEL as SWD_DEFAULT_PATCHES
 from bench.metrics.swd import swd
 from bench.metrics.weights import resolve_backbones
@@ -254,6 +260,7 @@ class Meters:
     inception: InceptionFeatures | None
     niqe: Callable[[np.ndarray], float] | None
     provenance: dict[str, str]  # summary columns saying which instruments measured (niqe_model)
+    swd_memo: ReferenceMemo = field(default_factory=ReferenceMemo)  # the references' sorted projections
 
     @classmethod
     def build(cls, options: MetricsOptions, device: torch.device) -> Meters:
@@ -442,7 +449,14 @@ def evaluate(
         patches = options.swd_patches_per_level or SWD_DEFAULT_PATCHES
         with clock("swd"):
             dataset_level.update(
-                swd(references, reconstructions, patches_per_level=patches, seed=options.seed, device=device)
+                swd(
+                    references,
+                    reconstructions,
+                    patches_per_level=patches,
+                    seed=options.seed,
+                    device=device,
+                    memo=meters.swd_memo,
+                )
             )
         dataset_level["swd_patches_per_level"] = patches
     elapsed = time.perf_counter() - started

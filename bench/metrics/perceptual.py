@@ -9,17 +9,18 @@ ask torchvision to download ImageNet weights on their own. The packages' own cal
 
 Images are measured at full resolution, without the resize to 256 px that DISTS's demo script offers.
 
-DISTS keeps the VGG16 features of the reference batches it has seen (up to a memory budget): a job
-that measures several points against the same references (``bench metrics --points``) then runs
-VGG16 on the reconstructions only, which halves DISTS's cost. The features are those of the same
-batch, so the distances are bit-identical to a fresh computation.
+Both keep the trunk's features of the reference batches they have seen (up to a memory budget, see
+:class:`bench.metrics.reference_cache.ReferenceFeatures`): a job that measures several points against
+the same references (``bench metrics --points``) then runs the trunk on the reconstructions only,
+which halves each network's cost. The features are those of the same batch, so the distances are
+bit-identical to a fresh computation.
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import lpips
@@ -28,6 +29,7 @@ from DISTS_pytorch import DISTS_pt
 from torch import Tensor, nn
 from torchvision.models import vgg
 
+from bench.metrics.reference_cache import ReferenceFeatures
 from bench.metrics.weights import Provenance, ResolvedBackbone, load_into, load_state, seeded_random_init
 from bench.utils import BenchError
 
@@ -59,6 +61,8 @@ class LPIPS(nn.Module):
             OrderedDict((name, layer) for part in self.net.net.children() for name, layer in part.named_children())
         )
         _build_trunk(features, trunk, seed)
+        self.reference = ReferenceFeatures()
+        self.net.net = _MemoisedTrunk(self.net.net, self.reference)
         self.provenance: Provenance = trunk.provenance
         self.requires_grad_(False).eval()
 
@@ -67,19 +71,21 @@ class LPIPS(nn.Module):
         """Per-image LPIPS distance, shape ``(B,)``."""
         x = reference.to(torch.float32) / 127.5 - 1.0
         y = reconstruction.to(torch.float32) / 127.5 - 1.0
-        return self.net(x, y).reshape(-1)
+        with self.reference.keyed(reference):
+            return self.net(x, y).reshape(-1)
 
 
-# What the reference features of one metrics job may hold: 24 Kodak crops of 256² need 0.8 GB,
-# whole 768x512 Kodak images would need 4.7 GB and are then partly recomputed.
-REFERENCE_FEATURES_BUDGET_BYTES = 2 << 30
+class _MemoisedTrunk(nn.Module):
+    """LPIPS's AlexNet trunk, its reference features served by ``reference`` (upstream's forward
+    calls the trunk on the reference first, then on the reconstruction)."""
 
+    def __init__(self, trunk: nn.Module, reference: ReferenceFeatures) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.reference = reference
 
-def batch_key(batch: Tensor) -> bytes:
-    """A digest of a batch's shape and pixels: equal batches (the same references) get equal keys."""
-    digest = hashlib.sha256(str(tuple(batch.shape)).encode())
-    digest.update(batch.detach().cpu().contiguous().numpy().tobytes())
-    return digest.digest()
+    def forward(self, x: Tensor) -> Sequence[Tensor]:
+        return self.reference(self.trunk, x)
 
 
 class _DISTSNetwork(DISTS_pt.DISTS):
@@ -107,32 +113,11 @@ class _DISTSNetwork(DISTS_pt.DISTS):
         self.chns = [3, 64, 128, 256, 512, 512]
         self.alpha = nn.Parameter(alpha.clone())
         self.beta = nn.Parameter(beta.clone())
-        self.reference_features: dict[bytes, list[Tensor]] = {}
-        self.reference_budget_bytes = REFERENCE_FEATURES_BUDGET_BYTES
-        self._reference_key: bytes | None = None
+        self.reference = ReferenceFeatures()
 
-    def forward_with_reference_key(self, x: Tensor, y: Tensor, key: bytes) -> Tensor:
-        """Upstream's ``forward(x, y)``, with the features of ``x`` looked up under ``key``."""
-        self._reference_key = key
-        try:
-            return self(x, y)
-        finally:
-            self._reference_key = None
-
-    def forward_once(self, x: Tensor) -> list[Tensor]:
-        """Upstream's features; the first call of a keyed forward (the reference) is served from and
-        kept in ``reference_features`` while they fit ``reference_budget_bytes``."""
-        key, self._reference_key = self._reference_key, None
-        if key is None:
-            return super().forward_once(x)
-        if key in self.reference_features:
-            return self.reference_features[key]
-        features = super().forward_once(x)
-        size = sum(f.numel() * f.element_size() for f in features)
-        held = sum(f.numel() * f.element_size() for fs in self.reference_features.values() for f in fs)
-        if held + size <= self.reference_budget_bytes:
-            self.reference_features[key] = features
-        return features
+    def forward_once(self, x: Tensor) -> Sequence[Tensor]:
+        """Upstream's features; within ``reference.keyed`` the reference's come from its memo."""
+        return self.reference(super().forward_once, x)
 
 
 def dists_calibration_path() -> Path:
@@ -152,6 +137,7 @@ class DISTS(nn.Module):
             raise BenchError(f"DISTS calibration weights missing at {calibration_file}; reinstall DISTS-pytorch")
         calibration = torch.load(calibration_file, map_location="cpu", weights_only=True)
         self.net = _DISTSNetwork(features, calibration["alpha"], calibration["beta"])
+        self.reference = self.net.reference
         self.provenance: Provenance = trunk.provenance
         self.requires_grad_(False).eval()
 
@@ -160,4 +146,5 @@ class DISTS(nn.Module):
         """Per-image DISTS distance, shape ``(B,)``."""
         x = reference.to(torch.float32) / 255.0
         y = reconstruction.to(torch.float32) / 255.0
-        return self.net.forward_with_reference_key(x, y, batch_key(reference)).reshape(-1)
+        with self.reference.keyed(reference):
+            return self.net(x, y).reshape(-1)
