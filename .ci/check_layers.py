@@ -10,8 +10,9 @@ from pathlib import Path
 
 LAYERS = [  # lowest first; a module takes the layer of its longest matching prefix
     "bench.utils",
-    "bench.config bench.download bench.images bench.weight_files bench.decode_record bench.sampler_facts",
+    "bench.download bench.images bench.weight_files bench.decode_record bench.sampler_facts",
     "bench.data",
+    "bench.config",  # its schema takes the dataset names from the data registry
     "bench.training",
     "bench.codec",
     "bench.points",

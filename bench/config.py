@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bench.data import DATASETS
 from bench.sampler_facts import PREDICTION_TYPES, SAMPLER_NAMES
 from bench.utils import BenchError, atomic_path
 
@@ -46,23 +47,29 @@ def schema_error_message(err: Any) -> str:
     return f"config key '{key or '<top level>'}': {message}"
 
 
-# The allowed values the schema file leaves to the code's registries: (path in the schema, values).
-_REGISTRY_ENUMS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("$defs", "sampler_point", "properties", "sampler"), tuple(sorted(SAMPLER_NAMES))),
-    (("properties", "decoder", "properties", "model", "properties", "prediction_type"), PREDICTION_TYPES),
-)
+def registry_enums() -> list[tuple[tuple[str, ...], list[str]]]:
+    """The allowed values the schema file leaves to the code's registries: (path in the schema, values)."""
+    datasets = [
+        (("$defs", f"{role}_dataset"), [n for n, s in DATASETS.items() if s.role == role]) for role in ("eval", "train")
+    ]
+    return [
+        (("$defs", "sampler_point", "properties", "sampler"), sorted(SAMPLER_NAMES)),
+        (("properties", "decoder", "properties", "model", "properties", "prediction_type"), list(PREDICTION_TYPES)),
+        *datasets,
+    ]
 
 
 @functools.cache
 def load_schema() -> dict[str, Any]:
     """The config schema: ``bench/schema.yaml`` with the sampler and prediction-type names filled in
-    from :mod:`bench.sampler_facts`, so a new sampler needs no second list in the schema file."""
+    from :mod:`bench.sampler_facts` and the dataset names of each role from the dataset registry, so a
+    new sampler or dataset needs no second list in the schema file."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    for path, values in _REGISTRY_ENUMS:
+    for path, values in registry_enums():
         node = schema
         for key in path:
             node = node[key]
-        node["enum"] = list(values)
+        node["enum"] = values
     return schema
 
 

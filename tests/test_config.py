@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench import config as config_module
+from bench import data
 from bench.config import config_hash, load_config, validate_config, with_overrides
 from bench.utils import BenchError
 
@@ -25,6 +28,24 @@ def test_defaults_are_filled() -> None:
     assert config["datasets"]["eval"] == ["kodak"]
     assert config["decoder"]["train"]["p_uncond"] == 0.1
     assert config["sampling"]["grid"][0]["eta"] == [0.0]
+
+
+def test_dataset_names_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset added to the registry is a valid name of its role (and of no other) with no schema edit."""
+    schema = config_module.load_schema()
+    for role in ("eval", "train"):
+        names = [name for name, spec in data.DATASETS.items() if spec.role == role]
+        assert schema["$defs"][f"{role}_dataset"]["enum"] == names
+    added = dataclasses.replace(data.get_dataset("kodak"), name="tecnick")
+    monkeypatch.setitem(data.DATASETS, "tecnick", added)
+    config_module.load_schema.cache_clear()
+    try:
+        assert validate_config({"datasets": {"eval": ["kodak", "tecnick"]}})["datasets"]["eval"][1] == "tecnick"
+        with pytest.raises(BenchError, match="tecnick"):
+            validate_config({"datasets": {"train": "tecnick"}})
+    finally:
+        monkeypatch.undo()
+        config_module.load_schema.cache_clear()
 
 
 @pytest.mark.parametrize(
