@@ -396,7 +396,7 @@ def pin_portable_kernels() -> None:
     oneDNN off its weights no longer depend on ``DNNL_MAX_CPU_ISA`` at all (the cost: README, Tests and CI).
     The CLI calls this before any torch work.
     """
-    if cpu_numerics() != "portable":
+    if not _portable_environment():
         return
     import torch
 
@@ -404,11 +404,23 @@ def pin_portable_kernels() -> None:
     torch.backends.nnpack.set_flags(False)
 
 
+def _portable_environment() -> bool:
+    return all(os.environ.get(name) == value for name, value in PORTABLE_NUMERICS_ENV.items())
+
+
 def cpu_numerics() -> str:
-    """``portable`` when this process runs with :data:`PORTABLE_NUMERICS_ENV`, else ``native``
-    (the CPU's own vector kernels: results then depend on the CPU model at the rounding level)."""
-    portable = all(os.environ.get(name) == value for name, value in PORTABLE_NUMERICS_ENV.items())
-    return "portable" if portable else "native"
+    """Which CPU kernels this process runs, for the tables' provenance.
+
+    ``portable``: :data:`PORTABLE_NUMERICS_ENV` is set and, once torch is loaded, convolutions are
+    off oneDNN (:func:`pin_portable_kernels`), as in every ``python -m bench`` command of a portable
+    run. ``mixed``: the variables are set but oneDNN still runs (a library caller that skipped
+    :func:`pin_portable_kernels`): results then depend on the CPU model. ``native``: the CPU's own
+    vector kernels (results depend on the CPU model at the rounding level).
+    """
+    if not _portable_environment():
+        return "native"
+    torch = sys.modules.get("torch")
+    return "mixed" if torch is not None and torch.backends.mkldnn.enabled else "portable"
 
 
 def set_torch_threads(threads: int | None) -> None:

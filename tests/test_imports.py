@@ -63,12 +63,14 @@ def test_portable_numerics_reach_torch_before_it_loads():
     code = (
         "from bench.commands import requested_command\n"
         "requested_command(['--portable-numerics', '--threads', '1', 'decode'])\n"
-        "import torch\nfrom bench.utils import cpu_numerics\n"
-        "print(torch.backends.cpu.get_cpu_capability(), cpu_numerics())"
+        "import torch\nfrom bench.utils import cpu_numerics, pin_portable_kernels\n"
+        "print(torch.backends.cpu.get_cpu_capability(), cpu_numerics())\n"
+        "pin_portable_kernels()\nprint(cpu_numerics())"
     )
     env = {k: v for k, v in os.environ.items() if k not in utils.PORTABLE_NUMERICS_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.split() == ["DEFAULT", "portable"]
+    # Until the convolutions leave oneDNN the process is not portable yet, and says so.
+    assert out.stdout.split() == ["DEFAULT", "mixed", "portable"]
     native = subprocess.run(
         [sys.executable, "-c", "from bench.utils import cpu_numerics; print(cpu_numerics())"],
         capture_output=True,

@@ -23,7 +23,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,9 +33,6 @@ from bench.diffusion.model import Condition, DiffusionDecoder
 from bench.diffusion.schedule import NoiseSchedule
 from bench.utils import BenchError
 from bench.weight_files import hash_problem
-
-if TYPE_CHECKING:
-    from bench.diffusion.train import DecoderTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +166,19 @@ def prepare_batch(codec: MSHCodec, crops: Tensor) -> TrainBatch:
     return TrainBatch(x0=padded * 2 - 1, y_hat=y_hat, x_msh=x_msh * 2 - 1, padding=padding)
 
 
+class LossSettings(Protocol):
+    """The training settings the loss of a batch reads (``bench.diffusion.train.DecoderTrainConfig``)."""
+
+    loss: str  # "l1" or "l2"
+    min_snr_gamma: float | None
+    p_uncond: float
+
+
 def diffusion_loss(
     model: DiffusionDecoder,
     schedule: NoiseSchedule,
     batch: TrainBatch,
-    cfg: DecoderTrainConfig,
+    cfg: LossSettings,
     generator: torch.Generator,
     lpips_net: nn.Module | None = None,
     rho: float = 0.0,

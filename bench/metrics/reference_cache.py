@@ -1,8 +1,9 @@
 """Work on a dataset's reference images, done once and reused by every point measured against them.
 
 Two stores: :class:`ReferenceMemo` keeps results in memory for the later points of one metrics job
-(DISTS's VGG16 features of the references, SWD's sorted reference projections), and the files below
-keep the reference patches' Inception features across jobs.
+(through :class:`ReferenceFeatures`, LPIPS's and DISTS's trunk features of the references; SWD's
+sorted reference projections), and the files below keep the reference patches' Inception features
+across jobs.
 
 Every decoder point of a dataset is measured against the same reference images, and the reference
 half of the patch FID (InceptionV3 at 299x299 on every patch) was about a third of each metrics job

@@ -20,7 +20,6 @@ from diffusers import SchedulerMixin
 from bench.diffusion.samplers.registry import SamplerSpec, SchedulerOptions, check_sampler_args
 from bench.diffusion.schedule import NoiseSchedule
 from bench.points import Knobs
-from bench.sampler_facts import PREDICTION_TYPES
 from bench.utils import BenchError
 
 
@@ -35,7 +34,7 @@ class ConditionLike(Protocol):
 class DecoderLike(Protocol):
     """What the samplers need from a diffusion decoder (``bench.diffusion.model.DiffusionDecoder``)."""
 
-    config: Any  # .prediction_type: str, .learn_sigma: bool
+    config: Any  # .prediction_type: str (checked by DecoderConfig), .learn_sigma: bool
     checkpoint_info: dict[str, Any]  # .train.p_uncond: the conditioning dropout it was trained with
 
     def noise_schedule(self, respacing: int | None) -> NoiseSchedule: ...
@@ -166,12 +165,6 @@ def plan_sampling(
     """
     spec = check_sampler_args(sampler, steps, eta)
     check_guidance(model, knobs)
-    prediction_type = model.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise BenchError(
-            f"decoder prediction_type {prediction_type!r} is unknown to the samplers; "
-            f"known: {', '.join(PREDICTION_TYPES)}"
-        )
     full = model.noise_schedule(respacing=None)
     if steps > full.num_steps:
         raise BenchError(f"'steps'={steps} exceeds the decoder's {full.num_steps} training timesteps")
@@ -183,7 +176,10 @@ def plan_sampling(
             f"not at the pure-noise step {full.num_steps - 1}; use more steps"
         )
     options = SchedulerOptions(
-        schedule=schedule, prediction_type=prediction_type, learn_sigma=bool(model.config.learn_sigma), clip=bool(clip)
+        schedule=schedule,
+        prediction_type=model.config.prediction_type,
+        learn_sigma=bool(model.config.learn_sigma),
+        clip=bool(clip),
     )
     plan = SamplingPlan(
         spec=spec, steps=steps, eta=float(eta), options=options, train_timesteps=full.num_steps, knobs=knobs
