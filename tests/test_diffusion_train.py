@@ -450,7 +450,10 @@ def test_ci_decoder_uses_the_bits(ci_decoder: tuple[Path, Path], kodak_dir: Path
 def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, Path], kodak_dir: Path) -> None:
     """Partial diffusion on a trained decoder: the longer the chain that starts from the
     noised MSH reconstruction, the further (mean absolute difference, averaged over three seeds)
-    the output lands from MSH; t0 = 0 is MSH itself."""
+    the output lands from MSH, up to where the noise has drowned the MSH start: from there on
+    (t0 = 0.4 and 1 here) the distance levels off, and which of the two is larger depends on the
+    CPU the decoder was trained on (0.1265 at t0 = 1 against 0.1291 at 0.4 on an AMD EPYC, the
+    other way round on an Intel Xeon). t0 = 0 is MSH itself."""
     msh_path, decoder_path = ci_decoder
     codec = load_codec(1, checkpoint=msh_path, device="cpu")
     model = load_decoder(decoder_path)
@@ -470,4 +473,5 @@ def test_ci_decoder_moves_further_from_msh_as_t0_grows(ci_decoder: tuple[Path, P
             progress=False,
         )
         distances.append(float((out - batch.x_msh[:, None]).abs().mean()))
-    assert distances[0] == 0.0 and distances == sorted(distances) and distances[-1] > distances[1], distances
+    assert distances[0] == 0.0 < distances[1] < distances[2], distances
+    assert distances[3] > distances[1] and distances[3] > 0.9 * distances[2], distances
