@@ -47,7 +47,7 @@ def schema_error_message(err: Any) -> str:
     return f"config key '{key or '<top level>'}': {message}"
 
 
-def registry_enums() -> list[tuple[tuple[str, ...], list[str]]]:
+def _registry_enums() -> list[tuple[tuple[str, ...], list[str]]]:
     """The allowed values the schema file leaves to the code's registries: (path in the schema, values)."""
     datasets = [
         (("$defs", f"{role}_dataset"), [n for n, s in DATASETS.items() if s.role == role]) for role in ("eval", "train")
@@ -65,7 +65,7 @@ def load_schema() -> dict[str, Any]:
     from :mod:`bench.sampler_facts` and the dataset names of each role from the dataset registry, so a
     new sampler or dataset needs no second list in the schema file."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    for path, values in registry_enums():
+    for path, values in _registry_enums():
         node = schema
         for key in path:
             node = node[key]

@@ -92,6 +92,7 @@ def tiny_train_config(**overrides) -> DecoderTrainConfig:
         crop=32,
         lr=1e-3,
         weight_decay=0.0,
+        lr_schedule="constant",
         ema=0.9,
         loss="l1",
         rho=0.0,
@@ -167,6 +168,25 @@ def test_training_zeroes_the_conditioning_of_exactly_the_dropped_samples(
         before, after = getattr(cond, field), getattr(dropped, field)
         assert torch.equal(after[keep], before[keep]) and before[keep].abs().sum() > 0
         assert not after[~keep].any()
+
+
+def test_cosine_schedule_anneals_the_rate_that_each_step_takes(tiny_codec: tuple[MSHCodec, Path]) -> None:
+    """cosine: lr at step 0, lr/2 half-way, falling to (almost) 0 at the last step; constant: lr throughout.
+    The optimiser takes exactly that rate at each step."""
+    codec, _ = tiny_codec
+    cosine, constant = tiny_train_config(steps=8, lr_schedule="cosine"), tiny_train_config(steps=8)
+    rates = [train.learning_rate(cosine, k) for k in range(8)]
+    assert rates[0] == cosine.lr and rates[4] == pytest.approx(cosine.lr / 2)
+    assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True)) and 0 < rates[-1] < cosine.lr / 20
+    assert {train.learning_rate(constant, k) for k in range(8)} == {constant.lr}
+    run = train.new_run(tiny_model_config(), cosine, codec)
+    schedule = run.model.noise_schedule()
+    batch = prepare_batch(codec, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    taken = []
+    for _ in range(3):
+        train.train_step(run, schedule, batch, cosine, None, 0.0)
+        taken.append(run.optimizer.param_groups[0]["lr"])
+    assert taken == rates[:3]
 
 
 def test_vb_term_vanishes_for_the_true_posterior() -> None:
@@ -285,7 +305,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(
 ) -> None:
     """Crops of 32 (padded to 64 like the codec), rho 0.9 without weights (falls back, recorded)."""
     codec, msh_path = tiny_codec
-    config, cfg = tiny_model_config(msh_input=True), tiny_train_config(rho=0.9)
+    config, cfg = tiny_model_config(msh_input=True), tiny_train_config(rho=0.9, lr_schedule="cosine")
     whole = train_decoder(config, cfg, codec, msh_path, images, tmp_path / "whole.pt")
 
     out = tmp_path / "killed.pt"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class DecoderTrainConfig:
     batch_size: int
     crop: int
     lr: float
+    lr_schedule: str
     weight_decay: float
     ema: float
     loss: str
@@ -186,6 +188,14 @@ def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     run.step = int(state["step"])
 
 
+def learning_rate(cfg: DecoderTrainConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based): a function of the step alone, so a resumed
+    run takes the same rates as an uninterrupted one without any scheduler state in the checkpoint."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps))
+
+
 def train_step(
     run: TrainRun,
     schedule: NoiseSchedule,
@@ -208,6 +218,8 @@ def train_step(
     loss.backward()
     if cfg.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, run.step)
     run.optimizer.step()
     run.ema.update(run.model)
     run.step += 1
