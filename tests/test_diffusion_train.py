@@ -324,6 +324,8 @@ def test_resume_after_kill_gives_the_uninterrupted_result(
 
     with pytest.raises(BenchError, match="other settings.*lr"):
         train_decoder(config, dataclasses.replace(cfg, lr=5e-4), codec, msh_path, images, out)
+    with pytest.raises(BenchError, match=r"other settings \(train\.steps: 6 -> 8\)"):  # the cosine depends on it
+        train_decoder(config, dataclasses.replace(cfg, steps=8), codec, msh_path, images, out)
     train_decoder(config, cfg, codec, msh_path, images, out)
     assert not partial_path(out).exists()
 

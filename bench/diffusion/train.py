@@ -34,7 +34,15 @@ from bench.diffusion.model import (
     DiffusionDecoder,
 )
 from bench.diffusion.schedule import NoiseSchedule
-from bench.training import crop_stream, load_partial, partial_path, refuse_changed_settings, run_steps, settings_changes
+from bench.training import (
+    RESUMABLE_CHANGES,
+    crop_stream,
+    load_partial,
+    partial_path,
+    refuse_changed_settings,
+    run_steps,
+    settings_changes,
+)
 from bench.utils import (
     BenchError,
     atomic_torch_save,
@@ -176,7 +184,7 @@ def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     keys = ("train", "msh", "config", "model", "ema_state", "optimizer", "rng", "step")
     state = load_partial(path, keys, weights_only=False)
     changes = [
-        *settings_changes(state["train"], meta["train"], "train."),
+        *settings_changes(state["train"], meta["train"], "train.", ignore=_resumable_changes(meta["train"])),
         *settings_changes(state["config"], run.model.config.to_dict(), "config.", ignore=()),
         *settings_changes(state["msh"], meta["msh"], "msh.", ignore={"checkpoint"}),
     ]
@@ -186,6 +194,12 @@ def _resume(path: Path, run: TrainRun, meta: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
+
+
+def _resumable_changes(train: dict[str, Any]) -> frozenset[str]:
+    """The ``decoder.train`` settings a resume may change: not ``steps`` under the cosine schedule,
+    whose rate at every remaining step depends on it."""
+    return RESUMABLE_CHANGES if train["lr_schedule"] == "constant" else RESUMABLE_CHANGES - {"steps"}
 
 
 def learning_rate(cfg: DecoderTrainConfig, step: int) -> float:
